@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from sente.edn import Char, FrozenDict, Keyword, List, Symbol, TaggedValue
+from csente.types import Char, FrozenDict, Keyword, List, Symbol, TaggedValue
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 VECTORS = SHARED / "vectors"
