@@ -1,0 +1,7 @@
+"""``python -m sente``: same as the ``sente`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
