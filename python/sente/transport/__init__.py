@@ -1,0 +1,1 @@
+"""Transports: the WebSocket bridge (picows in uvicorn's ws slot) and frame building."""
