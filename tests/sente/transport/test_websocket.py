@@ -58,10 +58,17 @@ def run(coro_fn: Callable[[], Awaitable[None]], loop: str = "asyncio") -> None:
     factory = uvloop.new_event_loop if loop == "uvloop" else None
 
     async def bounded() -> None:
-        await asyncio.wait_for(coro_fn(), TEST_TIMEOUT)
+        try:
+            await asyncio.wait_for(coro_fn(), TEST_TIMEOUT)
+        finally:
+            while OPEN_WRITERS:
+                OPEN_WRITERS.pop().close()
 
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(bounded())
+
+
+OPEN_WRITERS: list[asyncio.StreamWriter] = []  # raw test sockets, closed when the test's loop ends
 
 
 async def wait_until(pred: Callable[[], bool], timeout: float = IO_TIMEOUT) -> None:
@@ -147,6 +154,7 @@ async def serve(handler: EchoHandler, http: str = DEFAULT_HTTP, **opts: Any) -> 
 
 async def http_get(port: int, path: str) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    OPEN_WRITERS.append(writer)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     data = await asyncio.wait_for(reader.read(), IO_TIMEOUT)
     writer.close()
@@ -173,6 +181,7 @@ class RawClient:
         version: str = "13",
     ) -> RawClient:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        OPEN_WRITERS.append(writer)
         if key is None:
             key = base64.b64encode(os.urandom(16)).decode()
         key_line = f"Sec-WebSocket-Key: {key}\r\n" if key else ""
@@ -254,6 +263,12 @@ class ClientListener(picows.WSListener):
             transport.disconnect()
         else:
             self.frames.append((frame.msg_type, frame.get_payload_as_bytes()))
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
 
 
 async def picows_connect(port: int, path: str = "/chsk?client-id=pc") -> tuple[picows.WSTransport, ClientListener]:
