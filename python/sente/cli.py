@@ -1,12 +1,14 @@
 """The ``sente`` command line.
 
-Until the server lands, ``sente roundtrip`` (the default) shows what the packers put on the wire for
-Sente's own messages and proves each reads back to the value it came from.
+``sente serve APP`` runs a Sente app (``module:factory``, e.g. ``sente.testapp:app``) with one flag per
+server option; ``sente roundtrip`` shows what the packers put on the wire for Sente's own messages and
+proves each reads back to the value it came from.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import uuid
 from collections.abc import Sequence
@@ -15,6 +17,10 @@ from typing import Any
 from csente.types import Keyword
 
 from .packers import EdnPacker, Packer, TransitPacker
+from .protocol.config import ServerConfig
+
+# ServerConfig's numeric options become flags: lp_timeout_ms -> --lp-timeout-ms
+NUMERIC_OPTIONS = [f.name for f in dataclasses.fields(ServerConfig) if f.type in ("int", "int | None")]
 
 
 def _sample_messages() -> list[tuple[str, Any, Any]]:
@@ -45,13 +51,34 @@ def roundtrip(out: Any = sys.stdout) -> int:
     return 1 if failures else 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .app import load_app_factory
+    from .serve import run
+
+    options = {name: getattr(args, name) for name in NUMERIC_OPTIONS if getattr(args, name) is not None}
+    app = load_app_factory(args.app)(packer=args.packer, **options)
+    print(f"sente: serving {args.app} on http://{args.host}:{args.port} (packer {args.packer})", flush=True)
+    run(app, args.host, args.port, args.log_level)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sente", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("roundtrip", help="show Sente messages in edn and transit, packed and read back")
+    serve = sub.add_parser("serve", help="run a Sente app (module:factory) on one port, HTTP and WebSocket")
+    serve.add_argument("app", metavar="APP", help="module:factory, e.g. sente.testapp:app")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8090)
+    serve.add_argument("--packer", choices=["edn", "transit"], default="edn")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    for name in NUMERIC_OPTIONS:
+        serve.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"server option {name}")
     args = parser.parse_args(argv)
     if args.command in (None, "roundtrip"):
         return roundtrip()
+    if args.command == "serve":
+        return _serve(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits first
     return 2
 

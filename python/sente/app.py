@@ -1,0 +1,35 @@
+"""What ``sente serve`` runs: a Sente server together with the ASGI application around it."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .server import AsgiApp, ChannelSocketServer
+
+
+@dataclass
+class SenteApp:
+    """A channel-socket server and the ASGI app serving it (Sente's path plus the app's own routes)."""
+
+    server: ChannelSocketServer
+    asgi: AsgiApp
+
+
+AppFactory = Callable[..., SenteApp]
+"""``factory(packer=..., **server_options) -> SenteApp``: how ``sente serve`` passes its flags on."""
+
+
+def load_app_factory(spec: str) -> AppFactory:
+    """Import ``module:attr`` and return the factory it names."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"APP must look like 'package.module:factory', got {spec!r}")
+    factory: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise TypeError(f"{spec} is not callable")
+    return factory  # type: ignore[no-any-return]

@@ -1,0 +1,50 @@
+"""The parts of an HTTP request the protocol reads: params, headers, cookies, the session."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Request:
+    """One HTTP request (a WebSocket upgrade, an Ajax GET or POST), as the transports hand it over.
+
+    ``query`` and ``form`` are decoded ``(name, value)`` pairs in wire order; header names are matched
+    case-insensitively. ``session`` is whatever the application's session mechanism attached (or {}).
+    """
+
+    method: str
+    path: str
+    query: Sequence[tuple[str, str]] = ()
+    headers: Sequence[tuple[str, str]] = ()
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    form: Sequence[tuple[str, str]] = ()
+    body: bytes = b""
+    session: dict[str, Any] = field(default_factory=dict)
+    client: tuple[str, int] | None = None
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header, by case-insensitive name."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    def param(self, name: str) -> str | None:
+        """A parameter from the query string, else from the form body (Ring's merged ``:params``)."""
+        for key, value in self.query:
+            if key == name:
+                return value
+        for key, value in self.form:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def client_id(self) -> str | None:
+        """The ``client-id`` param, or None when missing or blank."""
+        value = self.param("client-id")
+        return value if value and value.strip() else None

@@ -1,0 +1,626 @@
+"""The server side of Sente's protocol as a state machine: connections, buffers, replies, keep-alive, timers.
+
+The transport layers call ``ws_*``/``ajax_*`` when something happens and ``tick(now)`` when
+``next_deadline()`` is reached, then carry out the actions from ``take_actions()``:
+:class:`Send` (write one packed message to WebSocket connections), :class:`Respond` (complete an HTTP
+request), :class:`Close`, and :class:`Dispatch` (an event message for the application).
+
+Times are milliseconds from any monotonic clock the caller chooses. Connection handles are opaque
+hashable tokens chosen by the transport.
+
+Differences from Sente, on purpose: a connection is registered before its handshake goes out; pushes
+to one client keep their order (one flush per transport window for all buffers, flushes in order);
+client-sent ``:chsk/*`` events other than ping and pong arrive wrapped as ``[:chsk/bad-event ev]`` so
+they cannot pose as system events; batches that wait for a client with no live channel (between
+Ajax polls, or a WebSocket reconnecting within its grace period) are kept for ``undelivered_ttl_ms``
+and delivered, in order, when it comes back (Sente retries 6 times over about the same span).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from csente.types import DecodeError
+
+from ..packers import Packer
+from .config import Response, ServerConfig
+from .events import (
+    ALL_USERS_WITHOUT_UID,
+    BAD_EVENT,
+    CLOSE,
+    DUMMY_CB_200,
+    HANDSHAKE,
+    NIL_UID,
+    TIMEOUT,
+    UIDPORT_CLOSE,
+    UIDPORT_OPEN,
+    WS_PING,
+    WS_PONG,
+    as_event,
+    make_event,
+)
+from .requests import Request
+from .security import NO_CLIENT_ID, rejection
+
+log = logging.getLogger("sente.server")
+
+Transport = Literal["ws", "ajax"]
+Handle = Hashable
+AJAX_CONTENT_TYPE = (("Content-Type", "text/html; charset=utf-8"),)
+
+
+@dataclass(slots=True)
+class EventMsg:
+    """An event from a client (or a system event) for the application's handlers."""
+
+    event: list[Any]
+    uid: Any
+    client_id: str | None
+    request: Request | None
+    transport: Transport | None
+    reply: Callable[[Any], bool] | None = None
+
+    @property
+    def id(self) -> Any:
+        return self.event[0]
+
+    @property
+    def data(self) -> Any:
+        return self.event[1] if len(self.event) > 1 else None
+
+
+@dataclass(slots=True, frozen=True)
+class Send:
+    """Write ``data`` (one packed message: a text frame for str, binary for bytes) to each connection."""
+
+    handles: tuple[Handle, ...]
+    data: str | bytes
+    push: bool = False  # a batch of pushed events (counts as activity, subject to the slow-consumer cap)
+
+
+@dataclass(slots=True, frozen=True)
+class Respond:
+    """Complete the HTTP request ``handle`` with ``response``."""
+
+    handle: Handle
+    response: Response
+
+
+@dataclass(slots=True, frozen=True)
+class Close:
+    """Close the connection (WebSocket close code, or drop the held HTTP request)."""
+
+    handle: Handle
+    code: int = 1000
+
+
+@dataclass(slots=True, frozen=True)
+class Dispatch:
+    """Hand an event message to the application."""
+
+    msg: EventMsg
+
+
+Action = Send | Respond | Close | Dispatch
+
+
+@dataclass(slots=True, eq=False)
+class _Client:
+    """One ``[transport uid client-id]`` registration and its current channel, if any."""
+
+    transport: Transport
+    uid: Any
+    client_id: str
+    request: Request
+    handle: Handle | None = None
+    conn: int = 0  # bumped for every new channel; stale timers and closes carry an older value
+    polled: bool = False  # ajax: has long-polled at least once (only then does it count as connected)
+    activity: bool = False  # ws: a frame arrived or a push went out since the last keep-alive check
+    pinged: bool = False  # ws: the last keep-alive check sent a ping
+    pending: list[Any] = field(default_factory=list)  # encoded events waiting for a live channel
+    pending_gen: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Post:
+    """An Ajax POST held until the application replies or ``lp_timeout_ms`` passes."""
+
+    handle: Handle
+    done: bool = False
+
+
+@dataclass(slots=True)
+class _Buffer:
+    """Pushes waiting for one transport's flush: per-uid events and broadcasts, in send order."""
+
+    private: dict[Any, list[tuple[int, Any]]] = field(default_factory=dict)
+    broadcast: list[tuple[int, Any, frozenset[Any] | None]] = field(default_factory=list)
+    flush_at: float | None = None
+    gen: int = 0  # identifies this buffer to its flush timer
+
+
+def _ajax(body: str | bytes, status: int = 200) -> Response:
+    return Response(status, body, AJAX_CONTENT_TYPE)
+
+
+class ServerCore:
+    """All protocol state of one server process, driven by plain method calls."""
+
+    def __init__(self, packer: Packer, config: ServerConfig | None = None) -> None:
+        self.packer = packer
+        self.config = config or ServerConfig()
+        self.on_output: Callable[[], None] | None = None
+        """Called when actions are queued outside a core call (a reply from the application)."""
+        self._actions: list[Action] = []
+        self._clients: dict[tuple[Transport, Any, str], _Client] = {}
+        self._uid_clients: dict[Transport, dict[Any, dict[str, _Client]]] = {"ws": {}, "ajax": {}}
+        self._handles: dict[Handle, tuple[_Client, int]] = {}
+        self._posts: dict[Handle, _Post] = {}
+        self._ws_uids: dict[Any, int] = {}
+        self._ajax_uids: dict[Any, int] = {}
+        self._buffers: dict[Transport, _Buffer] = {"ws": _Buffer(), "ajax": _Buffer()}
+        self._timers: list[tuple[float, int, str, Any, int]] = []
+        self._seq = itertools.count()
+
+    # ------------------------------------------------------------------ output and time
+
+    def take_actions(self) -> list[Action]:
+        """The actions queued since the last call, in order."""
+        actions, self._actions = self._actions, []
+        return actions
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` must next be called (None: nothing scheduled)."""
+        return self._timers[0][0] if self._timers else None
+
+    def tick(self, now: float) -> None:
+        """Run every timer due at ``now``: flushes, keep-alive, grace periods, timeouts."""
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, target, conn = heapq.heappop(self._timers)
+            getattr(self, f"_on_{kind}")(target, conn, now)
+
+    def _emit(self, action: Action) -> None:
+        self._actions.append(action)
+
+    def _emit_later(self, action: Action) -> None:
+        self._actions.append(action)
+        if self.on_output is not None:
+            self.on_output()
+
+    def _schedule(self, when: float, kind: str, target: Any, conn: int = 0) -> None:
+        heapq.heappush(self._timers, (when, next(self._seq), kind, target, conn))
+
+    # ------------------------------------------------------------------ connected uids
+
+    @property
+    def ws_uids(self) -> frozenset[Any]:
+        return frozenset(self._ws_uids)
+
+    @property
+    def ajax_uids(self) -> frozenset[Any]:
+        return frozenset(self._ajax_uids)
+
+    @property
+    def any_uids(self) -> frozenset[Any]:
+        return frozenset(self._ws_uids.keys() | self._ajax_uids.keys())
+
+    def is_connected(self, uid: Any) -> bool:
+        return uid in self._ws_uids or uid in self._ajax_uids
+
+    def _count(self, table: dict[Any, int], uid: Any, delta: int, client: _Client | None, now: float) -> None:
+        was = self.is_connected(uid)
+        n = table.get(uid, 0) + delta
+        if n > 0:
+            table[uid] = n
+        else:
+            table.pop(uid, None)
+        if not was and self.is_connected(uid):
+            self._dispatch_system(UIDPORT_OPEN, uid, client)
+        elif was and not self.is_connected(uid):
+            self._dispatch_system(UIDPORT_CLOSE, uid, client)
+
+    def _dispatch_system(self, event_id: Any, uid: Any, client: _Client | None) -> None:
+        self._emit(Dispatch(EventMsg(
+            [event_id, uid],
+            uid,
+            client.client_id if client else None,
+            client.request if client else None,
+            client.transport if client else None,
+        )))
+
+    # ------------------------------------------------------------------ registration
+
+    def _user_id(self, request: Request) -> Any:
+        uid = self.config.user_id_fn(request)
+        return NIL_UID if uid is None else uid
+
+    def _register(self, transport: Transport, uid: Any, client_id: str, request: Request) -> _Client:
+        key = (transport, uid, client_id)
+        client = self._clients.get(key)
+        if client is None:
+            client = _Client(transport, uid, client_id, request)
+            self._clients[key] = client
+            self._uid_clients[transport].setdefault(uid, {})[client_id] = client
+        return client
+
+    def _attach(self, client: _Client, handle: Handle) -> None:
+        client.conn += 1
+        client.handle = handle
+        self._handles[handle] = (client, client.conn)
+
+    def _detach(self, client: _Client, now: float) -> None:
+        """The channel is gone: start the grace period in which the client may come back."""
+        client.handle = None
+        grace = (
+            self.config.ms_allow_reconnect_before_close_ws
+            if client.transport == "ws"
+            else self.config.ms_allow_reconnect_before_close_ajax
+        )
+        self._schedule(now + grace, "grace", client, client.conn)
+
+    def _on_grace(self, client: _Client, conn: int, now: float) -> None:
+        if client.conn != conn or client.handle is not None:
+            return  # came back in time
+        self._unregister(client, now)
+
+    def _unregister(self, client: _Client, now: float) -> None:
+        del self._clients[(client.transport, client.uid, client.client_id)]
+        by_uid = self._uid_clients[client.transport]
+        siblings = by_uid[client.uid]
+        del siblings[client.client_id]
+        if not siblings:
+            del by_uid[client.uid]
+        client.conn += 1  # invalidates its timers
+        if client.transport == "ws":
+            self._count(self._ws_uids, client.uid, -1, client, now)
+        elif client.polled:
+            self._count(self._ajax_uids, client.uid, -1, client, now)
+
+    def _handshake(self, uid: Any, request: Request) -> str | bytes:
+        data = self.config.handshake_data_fn(request)
+        return self.packer.pack_envelope([HANDSHAKE, [uid, None, data]], None)
+
+    # ------------------------------------------------------------------ WebSocket
+
+    def ws_accept(self, request: Request) -> Response | None:
+        """Whether to upgrade: None to accept, else the response refusing it."""
+        if request.client_id is None:
+            return NO_CLIENT_ID
+        return rejection(self.config, request)
+
+    def ws_open(self, handle: Handle, request: Request, now: float) -> None:
+        """An accepted WebSocket is open: register it, then send the handshake."""
+        client_id = request.client_id
+        if client_id is None:
+            raise ValueError("ws_open needs a request with a client-id (check it with ws_accept first)")
+        uid = self._user_id(request)
+        client = self._register("ws", uid, client_id, request)
+        fresh = client.handle is None and client.conn == 0
+        client.request = request
+        self._attach(client, handle)
+        client.activity, client.pinged = False, False
+        self._emit(Send((handle,), self._handshake(uid, request)))
+        if fresh:
+            self._count(self._ws_uids, uid, +1, client, now)
+        if self.config.ws_kalive_ms is not None:
+            self._schedule(now + self.config.ws_kalive_ms / 2, "kalive", client, client.conn)
+        self._deliver_pending(client, now)
+
+    def ws_message(self, handle: Handle, data: str | bytes, now: float) -> None:
+        """A frame arrived. Bad frames are logged and dropped; the connection stays open, as in Sente."""
+        entry = self._handles.get(handle)
+        if entry is None:
+            return
+        client, _ = entry
+        client.activity = True
+        try:
+            payload, cb_id = self.packer.unpack_envelope(data)
+        except DecodeError as e:
+            log.warning("dropped an unreadable frame from client %s (uid %r): %s", client.client_id, client.uid, e)
+            return
+        if isinstance(payload, list) and len(payload) == 1 and payload[0] is WS_PING:
+            if cb_id is not None:
+                self._emit(Send((handle,), self.packer.pack_envelope("pong", cb_id)))
+            self._dispatch(client, [WS_PING], None)
+            return
+        if isinstance(payload, list) and len(payload) == 1 and payload[0] is WS_PONG:
+            self._dispatch(client, [WS_PONG], None)
+            return
+        reply = self._ws_reply(client, handle, cb_id) if cb_id is not None else None
+        self._dispatch(client, _guard_system(as_event(payload)), reply)
+
+    def _ws_reply(self, client: _Client, handle: Handle, cb_id: Any) -> Callable[[Any], bool]:
+        def reply(value: Any) -> bool:
+            if handle not in self._handles:
+                return False
+            self._emit_later(Send((handle,), self.packer.pack_envelope(value, cb_id)))
+            return True
+
+        return reply
+
+    def _dispatch(self, client: _Client, event: list[Any], reply: Callable[[Any], bool] | None) -> None:
+        self._emit(Dispatch(EventMsg(event, client.uid, client.client_id, client.request, client.transport, reply)))
+
+    def ws_close(self, handle: Handle, now: float) -> None:
+        """The WebSocket closed (either side). A stale connection's close is ignored, as in Sente."""
+        entry = self._handles.pop(handle, None)
+        if entry is None:
+            return
+        client, conn = entry
+        if client.conn == conn and client.handle == handle:
+            self._detach(client, now)
+
+    def _on_kalive(self, client: _Client, conn: int, now: float) -> None:
+        if client.conn != conn or client.handle is None or self.config.ws_kalive_ms is None:
+            return
+        if client.activity:
+            client.activity, client.pinged = False, False
+            self._schedule(now + self.config.ws_kalive_ms / 2, "kalive", client, conn)
+        elif client.pinged:
+            self._emit(Close(client.handle, 1000))
+        else:
+            client.pinged = True
+            self._emit(Send((client.handle,), self.packer.pack_envelope(WS_PING, None)))
+            wait = self.config.ws_ping_timeout_ms
+            self._schedule(now + (wait if wait is not None else self.config.ws_kalive_ms / 2), "kalive", client, conn)
+
+    # ------------------------------------------------------------------ Ajax
+
+    def ajax_get(self, handle: Handle, request: Request, now: float) -> None:
+        """An Ajax GET: the handshake (answered at once) or a long-poll (held)."""
+        client_id = request.client_id
+        if client_id is None:
+            self._emit(Respond(handle, NO_CLIENT_ID))
+            return
+        refused = rejection(self.config, request)
+        if refused is not None:
+            self._emit(Respond(handle, refused))
+            return
+        uid = self._user_id(request)
+        known = ("ajax", uid, client_id) in self._clients
+        client = self._register("ajax", uid, client_id, request)
+        if request.param("handshake?") is not None or not known:
+            client.request = request
+            self._emit(Respond(handle, _ajax(self._handshake(uid, request))))
+            if client.handle is None:
+                # a registered client with no channel must still expire if it never polls
+                self._detach(client, now)
+            return
+        if client.handle is not None:
+            self._emit(Respond(client.handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+            self._handles.pop(client.handle, None)
+        self._attach(client, handle)
+        if not client.polled:
+            client.polled = True
+            self._count(self._ajax_uids, uid, +1, client, now)
+        self._schedule(now + self.config.lp_timeout_ms, "poll_timeout", client, client.conn)
+        self._deliver_pending(client, now)
+
+    def _on_poll_timeout(self, client: _Client, conn: int, now: float) -> None:
+        if client.conn != conn or client.handle is None:
+            return
+        handle = client.handle
+        self._handles.pop(handle, None)
+        self._emit(Respond(handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+        self._detach(client, now)
+
+    def ajax_post(self, handle: Handle, request: Request, now: float) -> None:
+        """An Ajax POST carrying one event; answered at once, or held for the application's reply."""
+        refused = rejection(self.config, request)
+        if refused is not None:
+            self._emit(Respond(handle, refused))
+            return
+        if request.param("binary?") not in (None, "", "false"):
+            data: str | bytes | None = request.body
+        else:
+            data = request.param("ppstr")
+        try:
+            payload, cb_id = self.packer.unpack_envelope(data) if data is not None else (None, None)
+        except DecodeError as e:
+            self._emit(Respond(handle, Response(500, e.msg, (("Content-Type", "text/plain; charset=utf-8"),))))
+            return
+        reply: Callable[[Any], bool] | None = None
+        if cb_id:
+            post = _Post(handle)
+            self._posts[handle] = post
+            self._schedule(now + self.config.lp_timeout_ms, "post_timeout", post)
+            reply = self._ajax_reply(post)
+        else:
+            self._emit(Respond(handle, _ajax(self.packer.pack_envelope(DUMMY_CB_200, None))))
+        client_id = request.client_id
+        if client_id is None:
+            log.warning("dropped an Ajax event without a client-id: %r", payload)
+            return
+        event = _guard_system(as_event(payload))
+        self._emit(Dispatch(EventMsg(event, self._user_id(request), client_id, request, "ajax", reply)))
+
+    def _ajax_reply(self, post: _Post) -> Callable[[Any], bool]:
+        def reply(value: Any) -> bool:
+            if post.done:
+                return False
+            self._finish_post(post)
+            self._emit_later(Respond(post.handle, _ajax(self.packer.pack_envelope(value, None))))
+            return True
+
+        return reply
+
+    def _finish_post(self, post: _Post) -> None:
+        post.done = True
+        self._posts.pop(post.handle, None)
+
+    def _on_post_timeout(self, post: _Post, _conn: int, now: float) -> None:
+        if not post.done:
+            self._finish_post(post)
+            self._emit(Respond(post.handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+
+    def ajax_gone(self, handle: Handle, now: float) -> None:
+        """The HTTP client hung up on a held poll or POST."""
+        post = self._posts.get(handle)
+        if post is not None:
+            self._finish_post(post)
+            return
+        entry = self._handles.pop(handle, None)
+        if entry is not None:
+            client, conn = entry
+            if client.conn == conn and client.handle == handle:
+                self._detach(client, now)
+
+    # ------------------------------------------------------------------ pushes
+
+    def send(self, uid: Any, event: Any, now: float, *, flush: bool = False) -> bool:
+        """Buffer a push to every connection of ``uid``; True when the uid has a connection to take it."""
+        if uid is None:
+            raise ValueError("send needs a uid (use sente/all-users-without-uid for clients without one)")
+        if uid is ALL_USERS_WITHOUT_UID:
+            uid = NIL_UID
+        event = make_event(event)
+        connected = any(uid in by_uid for by_uid in self._uid_clients.values())
+        if event[0] is CLOSE:
+            if flush:
+                self.flush(now)
+            self._close_uid(uid)
+            return connected
+        if not connected:
+            return False
+        encoded = self.packer.encode_event(event)
+        seq = next(self._seq)
+        for transport in ("ws", "ajax"):
+            if uid in self._uid_clients[transport]:
+                buf = self._buffers[transport]
+                buf.private.setdefault(uid, []).append((seq, encoded))
+                self._arm(transport, now)
+        if flush:
+            self.flush(now)
+        return True
+
+    def broadcast(self, event: Any, now: float, *, uids: Iterable[Any] | None = None) -> None:
+        """Push one event, encoded once, to ``uids`` (default: every uid connected at flush time)."""
+        event = make_event(event)
+        encoded = self.packer.encode_event(event)
+        targets = None if uids is None else frozenset(NIL_UID if u is None else u for u in uids)
+        seq = next(self._seq)
+        for transport in ("ws", "ajax"):
+            self._buffers[transport].broadcast.append((seq, encoded, targets))
+            self._arm(transport, now)
+
+    def _arm(self, transport: Transport, now: float) -> None:
+        buf = self._buffers[transport]
+        if buf.flush_at is None:
+            window = self.config.send_buf_ms_ws if transport == "ws" else self.config.send_buf_ms_ajax
+            buf.flush_at = now + window
+            self._schedule(buf.flush_at, "flush", transport, buf.gen)
+
+    def _on_flush(self, transport: Transport, gen: int, now: float) -> None:
+        if self._buffers[transport].gen == gen:
+            self._flush(transport, now)
+
+    def flush(self, now: float) -> None:
+        """Flush both transports' buffers now (``flush=True`` pushes)."""
+        self._flush("ws", now)
+        self._flush("ajax", now)
+
+    def _flush(self, transport: Transport, now: float) -> None:
+        buf = self._buffers[transport]
+        if buf.flush_at is None:
+            return
+        private, broadcasts = buf.private, buf.broadcast
+        self._buffers[transport] = _Buffer(gen=buf.gen + 1)  # the old buffer's timer becomes a no-op
+        by_uid = self._uid_clients[transport]
+        # Group recipients by the exact list of events they get, so each distinct batch is packed once.
+        groups: dict[tuple[int, ...], tuple[list[Any], list[Any]]] = {}
+        for uid, entries in private.items():
+            events = entries
+            if broadcasts:
+                events = sorted(entries + [(s, e) for s, e, t in broadcasts if t is None or uid in t])
+            key = tuple(s for s, _ in events)
+            groups.setdefault(key, ([e for _, e in events], []))[1].append(uid)
+        if broadcasts:
+            if all(t is None for _, _, t in broadcasts):
+                key = tuple(s for s, _, _ in broadcasts)
+                events_only = [e for _, e, _ in broadcasts]
+                rest = [uid for uid in by_uid if uid not in private]
+                if rest:
+                    groups.setdefault(key, (events_only, []))[1].extend(rest)
+            else:
+                for uid in set().union(*(by_uid.keys() if t is None else t for _, _, t in broadcasts)):
+                    if uid in private or uid not in by_uid:
+                        continue
+                    applicable = [(s, e) for s, e, t in broadcasts if t is None or uid in t]
+                    key = tuple(s for s, _ in applicable)
+                    groups.setdefault(key, ([e for _, e in applicable], []))[1].append(uid)
+        for events, uids in groups.values():
+            self._deliver(transport, uids, events, now)
+
+    def _deliver(self, transport: Transport, uids: list[Any], events: list[Any], now: float) -> None:
+        by_uid = self._uid_clients[transport]
+        data: str | bytes | None = None
+        live: list[Handle] = []
+        for uid in uids:
+            for client in by_uid.get(uid, {}).values():
+                if client.handle is None or client.pending:
+                    self._hold(client, events, now)
+                    continue
+                if transport == "ws":
+                    client.activity = True
+                    live.append(client.handle)
+                else:
+                    if data is None:
+                        data = self.packer.pack_batch(events)
+                    self._complete_poll(client, data, now)
+        if live:
+            self._emit(Send(tuple(live), self.packer.pack_batch(events) if data is None else data, push=True))
+
+    def _complete_poll(self, client: _Client, data: str | bytes, now: float) -> None:
+        handle = client.handle
+        self._handles.pop(handle, None)
+        self._emit(Respond(handle, _ajax(data)))
+        self._detach(client, now)
+
+    def _hold(self, client: _Client, events: list[Any], now: float) -> None:
+        """Keep events for a client with no live channel, for ``undelivered_ttl_ms``, capped."""
+        if not client.pending:
+            client.pending_gen += 1
+            self._schedule(now + self.config.undelivered_ttl_ms, "pending_expiry", client, client.pending_gen)
+        client.pending.extend(events)
+        overflow = len(client.pending) - self.config.max_pending_events
+        if overflow > 0:
+            log.warning("dropped %d undelivered events for client %s (cap reached)", overflow, client.client_id)
+            del client.pending[:overflow]
+        if client.handle is not None:
+            self._deliver_pending(client, now)
+
+    def _on_pending_expiry(self, client: _Client, gen: int, now: float) -> None:
+        if client.pending_gen == gen and client.pending:
+            log.info("dropped %d events for client %s: no live channel within %d ms",
+                     len(client.pending), client.client_id, self.config.undelivered_ttl_ms)
+            client.pending.clear()
+
+    def _deliver_pending(self, client: _Client, now: float) -> None:
+        if not client.pending or client.handle is None:
+            return
+        events, client.pending = client.pending, []
+        client.pending_gen += 1
+        data = self.packer.pack_batch(events)
+        if client.transport == "ws":
+            client.activity = True
+            self._emit(Send((client.handle,), data, push=True))
+        else:
+            self._complete_poll(client, data, now)
+
+    def _close_uid(self, uid: Any) -> None:
+        for transport in ("ws", "ajax"):
+            for client in list(self._uid_clients[transport].get(uid, {}).values()):
+                if client.handle is not None:
+                    self._emit(Close(client.handle, 1000))
+
+
+def _guard_system(event: list[Any]) -> list[Any]:
+    """Client-sent ``:chsk/*`` events (other than ping/pong) cannot pose as system events."""
+    if event[0] is not BAD_EVENT and event[0].ns == "chsk":
+        return [BAD_EVENT, event]
+    return event

@@ -1,0 +1,394 @@
+"""The channel-socket server: Sente's ``make-channel-socket-server!`` for asyncio.
+
+:class:`ChannelSocketServer` owns the sans-I/O :class:`~sente.protocol.server.ServerCore`, feeds it what
+the transports report, runs its timers on the event loop, and carries out its actions. It is:
+
+* an ASGI application for Sente's path (Ajax GET/POST; WebSockets over ASGI when mounted elsewhere),
+  delegating every other path to an optional inner ASGI app;
+* the :class:`~sente.transport.websocket.WsHandler` for the picows bridge in uvicorn's ``ws`` slot;
+* the API: ``send``, ``broadcast``, ``connected_uids``, ``events()``, ``on(...)``, ``start_router()``.
+
+Event data is sent and received exactly as Sente's data model has it: dict keys that should read as
+Clojure keywords must be :class:`~sente.edn.Keyword` (``Keyword("msg")`` is ``:msg``); a ``str`` key
+stays a string (``"msg"``). :func:`sente.keys.keywordize` converts a plain dict for sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, NamedTuple
+
+from csente.types import Keyword
+
+from .packers import Packer, get_packer
+from .protocol.config import Response, ServerConfig
+from .protocol.events import event_id
+from .protocol.requests import Request
+from .protocol.server import Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore
+from .sessions import SessionStore
+from .transport.asgi import (
+    TOO_LARGE,
+    AsgiWebSocket,
+    Receive,
+    Scope,
+    read_body,
+    request_from_scope,
+    send_response,
+    wait_for_disconnect,
+)
+from .transport.asgi import Send as AsgiSend
+from .transport.frames import build_binary_frame, build_text_frame
+from .transport.websocket import HttpResponse, UpgradeRequest, WsConnection
+
+log = logging.getLogger("sente.server")
+
+Handler = Callable[[EventMsg], Awaitable[None] | None]
+AsgiApp = Callable[[Scope, Receive, AsgiSend], Awaitable[None]]
+CLOSED_BY_SERVER = Response(503, "Connection closed by the server", (("Content-Type", "text/plain; charset=utf-8"),))
+
+
+class ConnectedUids(NamedTuple):
+    """The uids with a live (or reconnecting) connection, by transport; Sente's ``connected-uids``."""
+
+    ws: frozenset[Any]
+    ajax: frozenset[Any]
+    any: frozenset[Any]
+
+
+class ChannelSocketServer:
+    """One Sente endpoint. Options are :class:`~sente.protocol.config.ServerConfig`'s, by name."""
+
+    def __init__(
+        self,
+        *,
+        path: str = "/chsk",
+        packer: str | Packer = "edn",
+        sessions: SessionStore | None = None,
+        recv_buffer: int = 1000,
+        config: ServerConfig | None = None,
+        **options: Any,
+    ) -> None:
+        self.path = path
+        self.packer = get_packer(packer)
+        self.config = config if config is not None else ServerConfig(**options)
+        self.sessions = sessions if sessions is not None else SessionStore()
+        self.core = ServerCore(self.packer, self.config)
+        self.core.on_output = self._schedule_pump
+        self.slow_consumer_closes = 0
+        self.dropped_events = 0
+        self._recv: asyncio.Queue[EventMsg] | None = None
+        self._recv_size = recv_buffer
+        self._handlers: dict[Keyword, Handler] = {}
+        self._default_handler: Handler | None = None
+        self._ws: dict[Any, WsConnection | AsgiWebSocket] = {}
+        self._http: dict[object, asyncio.Future[Response]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._pump_scheduled = False
+        self._uid_listeners: list[Callable[[ConnectedUids], None]] = []
+        self._last_uids = ConnectedUids(frozenset(), frozenset(), frozenset())
+
+    # ------------------------------------------------------------------ API
+
+    def send(self, uid: Any, event: Any, *, flush: bool = False) -> bool:
+        """Push ``event`` to every connection of ``uid``; True when the uid has a connection to take it."""
+        result = self.core.send(uid, event, self._now(), flush=flush)
+        self._pump()
+        return result
+
+    def broadcast(self, event: Any, uids: Iterable[Any] | None = None) -> None:
+        """Push ``event`` (encoded once) to ``uids``, by default to every connected uid."""
+        self.core.broadcast(event, self._now(), uids=uids)
+        self._pump()
+
+    @property
+    def connected_uids(self) -> ConnectedUids:
+        return ConnectedUids(self.core.ws_uids, self.core.ajax_uids, self.core.any_uids)
+
+    def on_connected_uids_change(self, callback: Callable[[ConnectedUids], None]) -> None:
+        """Call ``callback`` with the new sets whenever any of them changes."""
+        self._uid_listeners.append(callback)
+
+    def on(self, event: str | Keyword) -> Callable[[Handler], Handler]:
+        """Decorator registering the handler of one event id (``"ns/name"`` or a Keyword)."""
+        key = event_id(event)
+
+        def register(handler: Handler) -> Handler:
+            self._handlers[key] = handler
+            return handler
+
+        return register
+
+    def on_default(self, handler: Handler) -> Handler:
+        """Decorator registering the handler for events with no handler of their own."""
+        self._default_handler = handler
+        return handler
+
+    async def events(self) -> AsyncIterator[EventMsg]:
+        """Event messages as they arrive (an async iterator); the router reads the same stream."""
+        queue = self._queue()
+        while True:
+            yield await queue.get()
+
+    def start_router(self, handler: Handler | None = None) -> Callable[[], None]:
+        """Route every event message to ``handler`` (default: the registered handlers); returns a stop function."""
+        route = handler if handler is not None else self._route
+        queue = self._queue()
+
+        async def run() -> None:
+            while True:
+                msg = await queue.get()
+                try:
+                    result = route(msg)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("event handler failed for %r", msg.id)
+
+        task = asyncio.get_running_loop().create_task(run(), name="sente-router")
+        return task.cancel
+
+    def _route(self, msg: EventMsg) -> Awaitable[None] | None:
+        handler = self._handlers.get(msg.id, self._default_handler)
+        if handler is None:
+            log.debug("unhandled event %r from uid %r", msg.id, msg.uid)
+            return None
+        return handler(msg)
+
+    def _queue(self) -> asyncio.Queue[EventMsg]:
+        if self._recv is None:
+            self._recv = asyncio.Queue(self._recv_size)
+        return self._recv
+
+    # ------------------------------------------------------------------ driving the core
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time() * 1000.0
+
+    def _schedule_pump(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        for action in self.core.take_actions():
+            self._execute(action)
+        self._arm_timer()
+        uids = self.connected_uids if self._uid_listeners else None
+        if uids is not None and uids != self._last_uids:
+            self._last_uids = uids
+            for listener in self._uid_listeners:
+                listener(uids)
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = asyncio.get_running_loop().call_at(deadline / 1000.0, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.core.tick(self._now())
+        self._pump()
+
+    def _execute(self, action: Action) -> None:
+        if isinstance(action, Send):
+            self._write(action)
+        elif isinstance(action, Dispatch):
+            self._enqueue(action.msg)
+        elif isinstance(action, Respond):
+            future = self._http.pop(action.handle, None)
+            if future is not None and not future.done():
+                future.set_result(action.response)
+        elif isinstance(action, Close):
+            self._close(action)
+
+    def _write(self, action: Send) -> None:
+        data = action.data
+        if len(action.handles) == 1 and not action.push:
+            conn = self._ws.get(action.handles[0])
+            if conn is not None:
+                conn.send_text(data) if isinstance(data, str) else conn.send_bytes(data)
+            return
+        frame = build_text_frame(data) if isinstance(data, str) else build_binary_frame(data)
+        cap = self.config.max_outbound_bytes
+        for handle in action.handles:
+            conn = self._ws.get(handle)
+            if conn is None:
+                continue
+            if isinstance(conn, AsgiWebSocket):
+                conn.send_text(data) if isinstance(data, str) else conn.send_bytes(data)
+            else:
+                conn.send_frame(frame)
+            if conn.buffered_bytes > cap:
+                self.slow_consumer_closes += 1
+                log.warning("closing a slow consumer (uid %r): %d bytes unsent", handle, conn.buffered_bytes)
+                conn.close(self.config.slow_consumer_close_code, "slow consumer")
+
+    def _close(self, action: Close) -> None:
+        conn = self._ws.get(action.handle)
+        if conn is not None:
+            conn.close(action.code)
+            return
+        future = self._http.pop(action.handle, None)
+        if future is not None and not future.done():
+            future.set_result(CLOSED_BY_SERVER)
+            self.core.ajax_gone(action.handle, self._now())
+
+    def _enqueue(self, msg: EventMsg) -> None:
+        queue = self._queue()
+        if queue.full():
+            queue.get_nowait()  # a sliding buffer, as Sente's: the oldest message goes
+            self.dropped_events += 1
+            log.warning("receive buffer full (%d): dropped the oldest event message", self._recv_size)
+        queue.put_nowait(msg)
+
+    def _with_session(self, request: Request) -> Request:
+        session = self.sessions.get(request.cookies)
+        if session is not None:
+            request.session = session
+        return request
+
+    # ------------------------------------------------------------------ picows bridge (WsHandler)
+
+    def _upgrade_request(self, upgrade: UpgradeRequest) -> Request:
+        return self._with_session(Request(
+            method=upgrade.method,
+            path=upgrade.path,
+            query=upgrade.query,
+            headers=upgrade.headers,
+            cookies=upgrade.cookies,
+            client=upgrade.client,
+        ))
+
+    def ws_accept(self, request: UpgradeRequest) -> HttpResponse | None:
+        if request.path != self.path:
+            return HttpResponse(404, [("Content-Type", "text/plain; charset=utf-8")], b"Not Found")
+        refused = self.core.ws_accept(self._upgrade_request(request))
+        if refused is None:
+            return None
+        body = refused.body.encode() if isinstance(refused.body, str) else refused.body
+        return HttpResponse(refused.status, list(refused.headers), body)
+
+    def ws_opened(self, conn: WsConnection) -> None:
+        self._ws[conn] = conn
+        self.core.ws_open(conn, self._upgrade_request(conn.request), self._now())
+        self._pump()
+
+    def ws_message(self, conn: WsConnection, data: str | bytes) -> None:
+        self.core.ws_message(conn, data, self._now())
+        self._pump()
+
+    def ws_closed(self, conn: WsConnection, code: int | None) -> None:
+        self._ws.pop(conn, None)
+        self.core.ws_close(conn, self._now())
+        self._pump()
+
+    # ------------------------------------------------------------------ ASGI
+
+    def asgi(self, inner: AsgiApp | None = None) -> AsgiApp:
+        """An ASGI app serving Sente's path and passing every other request to ``inner`` (else 404)."""
+
+        async def app(scope: Scope, receive: Receive, send: AsgiSend) -> None:
+            if scope["type"] in ("http", "websocket") and scope["path"] == self.path:
+                if scope["type"] == "http":
+                    await self._ajax(scope, receive, send)
+                else:
+                    await self._asgi_ws(scope, receive, send)
+            elif inner is not None:
+                await inner(scope, receive, send)
+            elif scope["type"] == "http":
+                await send_response(send, Response(404, "Not Found"))
+            elif scope["type"] == "lifespan":
+                while (await receive())["type"] != "lifespan.shutdown":
+                    await send({"type": "lifespan.startup.complete"})
+                await send({"type": "lifespan.shutdown.complete"})
+
+        return app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
+        await self.asgi()(scope, receive, send)
+
+    async def _ajax(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
+        method = scope["method"]
+        if method not in ("GET", "POST"):
+            await send_response(send, Response(405, "Method Not Allowed"), [("Allow", "GET, POST")])
+            return
+        body = b""
+        if method == "POST":
+            read = await read_body(receive, self.config.max_body_bytes)
+            if read is None:
+                await send_response(send, TOO_LARGE, [("Connection", "close")])
+                return
+            body = read
+        request = self._with_session(request_from_scope(scope, body))
+        handle = object()
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._http[handle] = future
+        if method == "GET":
+            self.core.ajax_get(handle, request, self._now())
+        else:
+            self.core.ajax_post(handle, request, self._now())
+        self._pump()
+        if not future.done():
+            gone = asyncio.ensure_future(wait_for_disconnect(receive))
+            await asyncio.wait((future, gone), return_when=asyncio.FIRST_COMPLETED)
+            gone.cancel()
+            if not future.done():
+                self._http.pop(handle, None)
+                self.core.ajax_gone(handle, self._now())
+                self._pump()
+                return
+        await send_response(send, future.result())
+
+    async def _asgi_ws(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        request = self._with_session(request_from_scope(scope))
+        refused = self.core.ws_accept(request)
+        if refused is not None:
+            await _refuse_asgi_ws(scope, send, refused)
+            return
+        await send({"type": "websocket.accept"})
+        conn = AsgiWebSocket(send, request)
+        self._ws[conn] = conn
+        self.core.ws_open(conn, request, self._now())
+        self._pump()
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
+                if len(data) > self.config.max_ws_message_bytes:
+                    conn.close(1009, "message too big")
+                    continue
+                self.core.ws_message(conn, data, self._now())
+                self._pump()
+        finally:
+            self._ws.pop(conn, None)
+            self.core.ws_close(conn, self._now())
+            self._pump()
+            await conn.finish()
+
+
+async def _refuse_asgi_ws(scope: Scope, send: AsgiSend, response: Response) -> None:
+    """Answer a refused ASGI WebSocket with the HTTP response where the server supports it, else close 1008."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = response.body.encode() if isinstance(response.body, str) else response.body
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        await send({"type": "websocket.http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
