@@ -23,16 +23,17 @@ from fractions import Fraction
 
 import msgspec
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from libc.math cimport isfinite, isnan, signbit
+from libc.math cimport fabs, floor, fma, isfinite, isnan, signbit
 from libc.stdint cimport uint32_t
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from csente.types cimport Char, Keyword, Symbol, TaggedValue, keyword, symbol
 
@@ -216,8 +217,68 @@ cdef object _scalar_text(object o, type t, bint verbose):
     return None
 
 
+cdef double _P10[23]
+for _i in range(23):
+    _P10[_i] = 10.0 ** _i  # exact: every power of ten up to 1e22 is a double
+
+
+cdef Py_ssize_t _fixed_double(double d, char* out):
+    """Java's plain form of ``d`` for 1e-3 <= |d| < 1e7 when a short decimal is exact enough; 0 if not.
+
+    The fewest decimals k whose rounding ``m / 10**k`` converts back to ``d`` give the shortest digits (an
+    exact m over an exact power of ten divides correctly rounded, like the parser would); near a tie
+    between two candidates the general path decides.
+    """
+    cdef double a = fabs(d), p, m
+    cdef int k, j = 0, nd = 0, point
+    cdef unsigned long long im
+    cdef char tmp[24]
+    if not (1e-3 <= a < 1e7):
+        return 0
+    for k in range(16):
+        p = _P10[k]
+        m = floor(a * p + 0.5)
+        if m >= 9007199254740992.0:
+            return 0
+        if m / p == a:
+            if fabs(fabs(fma(a, p, -m)) - 0.5) < 1e-6:
+                return 0
+            im = <unsigned long long>m
+            while True:
+                tmp[nd] = <char>(c'0' + im % 10)
+                nd += 1
+                im //= 10
+                if im == 0:
+                    break
+            if d < 0:
+                out[j] = c'-'
+                j += 1
+            if nd <= k:  # 0.00ddd
+                out[j] = c'0'
+                out[j + 1] = c'.'
+                j += 2
+                for point in range(k - nd):
+                    out[j] = c'0'
+                    j += 1
+            while nd > 0:
+                nd -= 1
+                out[j] = tmp[nd]
+                j += 1
+                if nd == k:
+                    out[j] = c'.'
+                    j += 1
+            if k == 0:
+                out[j] = c'0'
+                j += 1
+            return j
+    return 0
+
+
 cdef Py_ssize_t _java_double(double d, char* out):
     """Write ``d`` as Java's Double.toString does (shortest digits): 1.0, 1.0E300, 1.0E-5, 0.001."""
+    cdef Py_ssize_t fast = _fixed_double(d, out)
+    if fast:
+        return fast
     cdef char digits[40]
     cdef int nd = 0, intdigits = 0, exp = 0, lead = 0, end, x, k, j = 0, expsign = 1
     cdef bint seen_point = False
@@ -396,10 +457,56 @@ cdef const char* _HEX = b"0123456789ABCDEF"
 cdef const char* _SHORT_ESC = b"btn?fr"  # escapes of \b \t \n (\v has none) \f \r
 
 
+# Keywords and symbols are interned, so the writer can know them by address: a table from the object to its
+# ready-made JSON text ('"~:ns/name"') and, stamped with the generation of the dumps call that set it, its
+# cache code. One dumps call at a time owns the table (``_table_busy``); a nested call (from a handler, say)
+# falls back to the cache dict. Entries of a finished generation are free for reuse, so the table never
+# grows, and a full probe window also falls back to the dict.
+cdef struct _NamedSlot:
+    PyObject* named      # owned reference to a Keyword or Symbol
+    PyObject* json       # owned bytes
+    unsigned long long gen
+    int code
+    bint cacheable
+
+cdef enum:
+    NAMED_SLOTS = 8192
+    NAMED_PROBE = 8
+
+cdef _NamedSlot _named_table[NAMED_SLOTS]
+cdef unsigned long long _generation = 0
+cdef bint _table_busy = False
+cdef tuple _CODE_JSON = tuple(('"' + c + '"').encode("ascii") for c in _CODES)
+
+
+cdef inline _NamedSlot* _named_slot(object o, unsigned long long gen):
+    """The slot holding ``o``, else a free one (emptied), else NULL."""
+    cdef size_t h = ((<size_t><PyObject*>o) >> 4) * <size_t>0x9E3779B97F4A7C15ULL
+    cdef size_t i = (h >> 40) & (NAMED_SLOTS - 1), k
+    cdef _NamedSlot* slot
+    cdef _NamedSlot* free = NULL
+    for k in range(NAMED_PROBE):
+        slot = &_named_table[(i + k) & (NAMED_SLOTS - 1)]
+        if slot.named == <PyObject*>o:
+            return slot
+        if free == NULL and (slot.named == NULL or slot.gen != gen):
+            free = slot
+    if free != NULL and free.named != NULL:
+        Py_XDECREF(free.named)
+        Py_XDECREF(free.json)
+        free.named = NULL
+        free.json = NULL
+    return free
+
+
 cdef class _JsonWriter:
     cdef char* buf
     cdef Py_ssize_t n, cap
-    cdef dict cache        # None in verbose mode, which writes no cache codes
+    cdef bint caching      # False in verbose mode, which writes no cache codes
+    cdef dict cache        # cache codes of strings and tags (and of keywords off the table); made when needed
+    cdef Py_ssize_t count  # cache codes handed out since the last reset
+    cdef unsigned long long gen
+    cdef bint use_table
     cdef bint verbose
     cdef dict handlers
 
@@ -465,6 +572,42 @@ cdef class _JsonWriter:
                     j += 1
             self.n = j
             return 0
+        try:
+            a = <const unsigned char*>PyUnicode_AsUTF8AndSize(s, &n)
+        except UnicodeEncodeError:  # lone surrogates: escaped one code point at a time below
+            return self.body_ucs(s)
+        # UTF-8 passes through except the escapes and 4-byte sequences, which become surrogate pair escapes
+        self.reserve(n * 6)
+        out = self.buf
+        j = self.n
+        i = 0
+        while i < n:
+            c = a[i]
+            if c < 0x80:
+                if _JSON_ESC[c]:
+                    j += _escape(out + j, c)
+                else:
+                    out[j] = <char>c
+                    j += 1
+                i += 1
+            elif c >= 0xF0:
+                c = ((c & 0x07) << 18) | ((a[i + 1] & 0x3F) << 12) | ((a[i + 2] & 0x3F) << 6) | (a[i + 3] & 0x3F)
+                j += _uescape(out + j, 0xD800 + ((c - 0x10000) >> 10))
+                j += _uescape(out + j, 0xDC00 + ((c - 0x10000) & 0x3FF))
+                i += 4
+            else:
+                out[j] = <char>c
+                j += 1
+                i += 1
+        self.n = j
+        return 0
+
+    cdef int body_ucs(self, str s) except -1:
+        cdef Py_ssize_t n = PyUnicode_GET_LENGTH(s), i, j
+        cdef int kind
+        cdef void* data
+        cdef uint32_t c, hi
+        cdef char* out
         self.reserve(n * 12)
         kind = PyUnicode_KIND(s)
         data = PyUnicode_DATA(s)
@@ -504,31 +647,70 @@ cdef class _JsonWriter:
         self.body(s)
         return self.put(c'"')
 
+    cdef int next_code(self) except -1:
+        """Hand out the next cache code; after 44*44 of them the cache starts over, as transit's does."""
+        global _generation
+        if self.count == CACHE_MAX:
+            if self.cache is not None:
+                self.cache.clear()
+            self.count = 0
+            _generation += 1
+            self.gen = _generation
+        self.count += 1
+        return self.count - 1
+
+    cdef int code(self, Py_ssize_t index) except -1:
+        cdef bytes b = <bytes>_CODE_JSON[index]
+        return self.raw(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
     cdef bint cached(self, object ckey) except -1:
         """Write the cache code for ``ckey`` if it has one, else give it the next code; True if written."""
-        cdef PyObject* code = PyDict_GetItem(self.cache, ckey)
+        cdef PyObject* code
+        if self.cache is None:
+            self.cache = {}
+        code = PyDict_GetItem(self.cache, ckey)
         if code != NULL:
-            self.string(b"", 0, <str>code)
+            self.code(<Py_ssize_t><object>code)
             return True
-        if len(self.cache) == CACHE_MAX:
-            self.cache.clear()
-        self.cache[ckey] = _CODES[len(self.cache)]
+        self.cache[ckey] = self.next_code()
         return False
 
     cdef int encoded(self, str enc, bint key) except -1:
         """A scalar already in its transit string form; cacheable only as a map key."""
-        if key and self.cache is not None and _u16len(enc) >= MIN_CACHEABLE and self.cached(enc):
+        if key and self.caching and _u16len(enc) >= MIN_CACHEABLE and self.cached(enc):
             return 0
         return self.string(b"", 0, enc)
 
     cdef int named(self, object o, const char* prefix, str text) except -1:
-        if self.cache is not None and _u16len(text) + 2 >= MIN_CACHEABLE and self.cached(o):
+        cdef _NamedSlot* slot
+        cdef Py_ssize_t start
+        if self.use_table:
+            slot = _named_slot(o, self.gen)
+            if slot != NULL:
+                if slot.named == NULL:
+                    start = self.n
+                    self.string(prefix, 2, text)
+                    json = PyBytes_FromStringAndSize(self.buf + start, self.n - start)
+                    Py_INCREF(json)
+                    slot.json = <PyObject*>json
+                    Py_INCREF(o)
+                    slot.named = <PyObject*>o
+                    slot.cacheable = _u16len(text) + 2 >= MIN_CACHEABLE
+                    slot.gen = 0
+                    self.n = start
+                if slot.cacheable:
+                    if slot.gen == self.gen:
+                        return self.code(slot.code)
+                    slot.code = self.next_code()
+                    slot.gen = self.gen  # after next_code, which may have started a new generation
+                return self.raw(PyBytes_AS_STRING(<object>slot.json), PyBytes_GET_SIZE(<object>slot.json))
+        if self.caching and _u16len(text) + 2 >= MIN_CACHEABLE and self.cached(o):
             return 0
         return self.string(prefix, 2, text)
 
     cdef int plain_string(self, str s, bint key) except -1:
         cdef bint esc = _needs_escape(s)
-        if key and self.cache is not None and _u16len(s) + esc >= MIN_CACHEABLE:
+        if key and self.caching and _u16len(s) + esc >= MIN_CACHEABLE:
             if self.cached(("~" + s) if esc else s):
                 return 0
         if esc:
@@ -749,22 +931,49 @@ cdef inline int _uescape(char* out, uint32_t c):
 
 cdef bint _is_scalar(object o, dict handlers):
     """Whether transit-clj would quote ``o`` at the top level (``["~#'", o]``)."""
+    cdef type t = type(o)
+    if (t is list or t is dict) and handlers is None:
+        return False
     return _stringable(o, handlers)
+
+
+cdef _JsonWriter _spare_writer = _JsonWriter()
 
 
 def dumps(value, *, bint verbose=False, handlers=None):
     """``value`` as transit-json (or json-verbose) text, byte for byte what transit-clj writes."""
-    cdef _JsonWriter w = _JsonWriter()
-    w.verbose = verbose
-    w.cache = None if verbose else {}
-    w.handlers = _handler_dict(handlers)
-    if _is_scalar(value, w.handlers):
-        w.raw(b"{\"~#'\":" if verbose else b"[\"~#'\",", 7)
-        w.emit(value, False)
-        w.put(c'}' if verbose else c']')
+    global _table_busy, _generation, _spare_writer
+    cdef _JsonWriter w
+    cdef bint owner = not _table_busy
+    if owner:  # the common, non-nested call reuses one writer and the keyword table
+        _table_busy = True
+        w = _spare_writer
+        w.n = 0
     else:
-        w.emit(value, False)
-    return w.result()
+        w = _JsonWriter()
+    try:
+        _generation += 1
+        w.gen = _generation
+        w.count = 0
+        w.verbose = verbose
+        w.caching = not verbose
+        w.cache = None
+        w.handlers = _handler_dict(handlers) if handlers else None
+        w.use_table = owner and not verbose
+        if _is_scalar(value, w.handlers):
+            w.raw(b"{\"~#'\":" if verbose else b"[\"~#'\",", 7)
+            w.emit(value, False)
+            w.put(c'}' if verbose else c']')
+        else:
+            w.emit(value, False)
+        return w.result()
+    finally:
+        if owner:
+            w.handlers = None
+            w.cache = None
+            if w.cap > 1 << 20:  # do not keep a huge buffer around
+                _spare_writer = _JsonWriter()
+            _table_busy = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -962,10 +1171,23 @@ cdef object _from_millis(object ms):
         raise ValueError(f"instant out of range: {ms}") from None
 
 
+# Keywords read from JSON are found by their bytes in a fixed table (FNV-1a hash -> interned Keyword), which
+# spares building and hashing two strings per keyword; a collision just replaces the entry.
+cdef struct _ReadSlot:
+    PyObject* kw         # owned reference
+    unsigned long long h
+
+cdef enum:
+    READ_SLOTS = 4096
+
+cdef _ReadSlot _read_table[READ_SLOTS]
+
+
 cdef class _Reader:
     cdef list cache
     cdef Py_ssize_t cache_n
     cdef dict handlers
+    cdef bint kw_fast      # no handler overrides the ':' tag
     cdef int max_depth
     # JSON input: a NUL-terminated UTF-8 buffer owned by ``src``
     cdef object src
@@ -973,7 +1195,7 @@ cdef class _Reader:
     cdef Py_ssize_t n, i, tok
 
     def __cinit__(self):
-        self.cache = [None] * CACHE_MAX
+        self.cache = []
         self.cache_n = 0
 
     cdef object fail(self, str msg):
@@ -982,7 +1204,10 @@ cdef class _Reader:
     cdef inline void remember(self, object v):
         if self.cache_n == CACHE_MAX:
             self.cache_n = 0
-        self.cache[self.cache_n] = v
+        if self.cache_n < len(self.cache):
+            self.cache[self.cache_n] = v
+        else:
+            self.cache.append(v)
         self.cache_n += 1
 
     cdef object lookup(self, str code, bint head):
@@ -1184,6 +1409,10 @@ cdef class _Reader:
             return self.fail("truncated input: expected a value")
         c = self.s[self.i]
         if c == ord('"'):
+            if self.kw_fast and self.i + 2 < self.n and self.s[self.i + 1] == ord("~") and self.s[self.i + 2] == ord(":"):
+                kw = self.fast_keyword()
+                if kw is not None:
+                    return kw
             return self.string(self.raw_string(), key, head)
         if c == ord("["):
             return self.array(hashable, depth + 1)
@@ -1199,6 +1428,43 @@ cdef class _Reader:
             return None
         return self.fail(f"unexpected character {chr(c)!r}" if c < 128 else "unexpected byte")
 
+    cdef object fast_keyword(self):
+        """The keyword ``"~:..."`` at ``self.i`` when its text is plain ASCII, else None (the slow path decides)."""
+        cdef const unsigned char* s = self.s
+        cdef Py_ssize_t start = self.i + 3, j = start, length
+        cdef unsigned long long h = 1469598103934665603ULL
+        cdef unsigned char c
+        cdef _ReadSlot* slot
+        cdef object kw = None
+        while j < self.n:
+            c = s[j]
+            if c == ord('"'):
+                break
+            if c < 0x20 or c >= 0x7F or c == ord("\\"):
+                return None
+            h = (h ^ c) * 1099511628211ULL
+            j += 1
+        length = j - start
+        if j >= self.n or length == 0:
+            return None
+        slot = &_read_table[h & (READ_SLOTS - 1)]
+        if slot.kw != NULL and slot.h == h:
+            text = (<Keyword>slot.kw).text
+            if PyUnicode_GET_LENGTH(text) == length and memcmp(PyUnicode_DATA(text), s + start, length) == 0:
+                kw = <object>slot.kw
+        if kw is None:
+            text = PyUnicode_New(length, 127)
+            memcpy(PyUnicode_DATA(text), s + start, length)
+            kw = keyword(text)
+            Py_INCREF(kw)
+            Py_XDECREF(slot.kw)
+            slot.kw = <PyObject*>kw
+            slot.h = h
+        self.i = j + 1
+        if length + 2 >= MIN_CACHEABLE:
+            self.remember(kw)
+        return kw
+
     cdef bint literal(self, const char* word, Py_ssize_t k):
         cdef Py_ssize_t j
         if self.i + k > self.n:
@@ -1210,49 +1476,73 @@ cdef class _Reader:
         return True
 
     cdef object number(self):
-        cdef Py_ssize_t start = self.i, digits = 0
-        cdef bint is_float = False, neg = False
-        cdef long long v = 0
-        cdef char* end
+        """A JSON number: int, or float (exact fast path for up to 15 digits and small exponents)."""
         cdef const unsigned char* s = self.s
-        if s[self.i] == ord("-"):
+        cdef Py_ssize_t i = self.i, n = self.n, start = self.i, intdigits = 0, fracdigits = 0
+        cdef bint is_float = False, neg = False, exp_neg = False
+        cdef unsigned long long mant = 0
+        cdef int sig = 0, exp = 0, e10
+        cdef double d
+        cdef char* end
+        if s[i] == ord("-"):
             neg = True
-            self.i += 1
-        if self.i < self.n and s[self.i] == ord("0"):
-            self.i += 1
-            digits = 1
+            i += 1
+        if i < n and s[i] == ord("0"):
+            i += 1
+            intdigits = 1
         else:
-            while self.i < self.n and ord("0") <= s[self.i] <= ord("9"):
-                if digits < 18:
-                    v = v * 10 + (s[self.i] - ord("0"))
-                digits += 1
-                self.i += 1
-        if digits == 0:
+            while i < n and ord("0") <= s[i] <= ord("9"):
+                if sig < 19:
+                    mant = mant * 10 + (s[i] - ord("0"))
+                    if mant:
+                        sig += 1
+                else:
+                    sig += 1
+                intdigits += 1
+                i += 1
+        if intdigits == 0:
+            self.tok = i
             return self.fail("bad number")
-        if self.i < self.n and s[self.i] == ord("."):
+        if i < n and s[i] == ord("."):
             is_float = True
-            self.i += 1
-            if not (self.i < self.n and ord("0") <= s[self.i] <= ord("9")):
+            i += 1
+            while i < n and ord("0") <= s[i] <= ord("9"):
+                if sig < 19:
+                    mant = mant * 10 + (s[i] - ord("0"))
+                    if mant:
+                        sig += 1
+                else:
+                    sig += 1
+                fracdigits += 1
+                i += 1
+            if fracdigits == 0:
+                self.tok = i
                 return self.fail("bad number")
-            while self.i < self.n and ord("0") <= s[self.i] <= ord("9"):
-                self.i += 1
-        if self.i < self.n and (s[self.i] == ord("e") or s[self.i] == ord("E")):
+        if i < n and (s[i] == ord("e") or s[i] == ord("E")):
             is_float = True
-            self.i += 1
-            if self.i < self.n and (s[self.i] == ord("+") or s[self.i] == ord("-")):
-                self.i += 1
-            if not (self.i < self.n and ord("0") <= s[self.i] <= ord("9")):
+            i += 1
+            if i < n and (s[i] == ord("+") or s[i] == ord("-")):
+                exp_neg = s[i] == ord("-")
+                i += 1
+            if not (i < n and ord("0") <= s[i] <= ord("9")):
+                self.tok = i
                 return self.fail("bad number")
-            while self.i < self.n and ord("0") <= s[self.i] <= ord("9"):
-                self.i += 1
-        if is_float:
+            while i < n and ord("0") <= s[i] <= ord("9"):
+                if exp < 100000:
+                    exp = exp * 10 + (s[i] - ord("0"))
+                i += 1
+        self.i = i
+        if not is_float:
+            if sig <= 18:
+                return -<long long>mant if neg else <long long>mant
+            return int((<const char*>s)[start:i])
+        e10 = (-exp if exp_neg else exp) - fracdigits
+        if sig <= 15 and -22 <= e10 <= 22:
+            # both operands are exact, so IEEE arithmetic rounds exactly as a full parser would
+            d = <double>mant * _P10[e10] if e10 >= 0 else <double>mant / _P10[-e10]
+        else:
             d = PyOS_string_to_double(<const char*>s + start, &end, NULL)
-            if end != <const char*>s + self.i:
-                return self.fail("bad number")
-            return d
-        if digits <= 18:
-            return -v if neg else v
-        return int((<const char*>s)[start:self.i])
+        return -d if neg else d
 
     cdef str raw_string(self):
         """The JSON string at ``self.i`` (its opening quote), decoded; lone surrogate escapes are kept."""
@@ -1569,6 +1859,7 @@ cdef _Reader _reader(handlers, max_depth):
         raise ValueError(f"max_depth must be between 0 and {MAX_DEPTH_LIMIT}")
     r.max_depth = max_depth
     r.handlers = dict(handlers) if handlers else None
+    r.kw_fast = r.handlers is None or ":" not in r.handlers
     return r
 
 
