@@ -324,14 +324,14 @@ class ServerCore:
             log.warning("dropped an unreadable frame from client %s (uid %r): %s", client.client_id, client.uid, e)
             return
         if isinstance(payload, list) and len(payload) == 1 and payload[0] is WS_PING:
-            if cb_id is not None:
+            if _truthy(cb_id):
                 self._emit(Send((handle,), self.packer.pack_envelope("pong", cb_id)))
             self._dispatch(client, [WS_PING], None)
             return
         if isinstance(payload, list) and len(payload) == 1 and payload[0] is WS_PONG:
             self._dispatch(client, [WS_PONG], None)
             return
-        reply = self._ws_reply(client, handle, cb_id) if cb_id is not None else None
+        reply = self._ws_reply(client, handle, cb_id) if _truthy(cb_id) else None
         self._dispatch(client, _guard_system(as_event(payload)), reply)
 
     def _ws_reply(self, client: _Client, handle: Handle, cb_id: Any) -> Callable[[Any], bool]:
@@ -425,7 +425,7 @@ class ServerCore:
             self._emit(Respond(handle, Response(500, e.msg, (("Content-Type", "text/plain; charset=utf-8"),))))
             return
         reply: Callable[[Any], bool] | None = None
-        if cb_id:
+        if _truthy(cb_id):
             post = _Post(handle)
             self._posts[handle] = post
             self._schedule(now + self.config.lp_timeout_ms, "post_timeout", post)
@@ -617,6 +617,11 @@ class ServerCore:
             for client in list(self._uid_clients[transport].get(uid, {}).values()):
                 if client.handle is not None:
                     self._emit(Close(client.handle, 1000))
+
+
+def _truthy(value: Any) -> bool:
+    """Clojure's truthiness, which Sente applies to the cb slot: only nil and false are false (0 and "" are true)."""
+    return value is not None and value is not False
 
 
 def _guard_system(event: list[Any]) -> list[Any]:
