@@ -4,11 +4,25 @@ Routes: ``GET /csrf-token[?uid=U]`` (session cookie and CSRF token, optionally s
 ``GET|POST /chsk`` (Sente), ``GET /push?to=U&x=EDN`` (server push ``[:test/server-push x]``).
 The uid is the ``uid`` param, else the session's; handshake data is ``{:hsdata p}`` for an ``hsdata`` param.
 Run it: ``sente serve sente.testapp:app --port 18100 [--packer transit]``.
+
+The reference rig sits behind ring-defaults' ``site-defaults``; what of that middleware shows on the wire
+is emulated here, so the same transcripts hold for both servers:
+
+* ring-session: the session cookie is ``ring-session``; a request without a live session gets a new
+  one (holding a fresh anti-forgery token) and a ``Set-Cookie`` on every response that goes back through
+  the middleware: the rig helpers' responses and Sente's refusals (403), but not Sente's Ajax 200s
+  (http-kit async responses) nor 500s (exceptions answered by http-kit itself).
+* ring-anti-forgery: a POST (any path) whose ``X-CSRF-Token``/``X-XSRF-Token`` header does not match
+  the session's token is refused with ``403 <h1>Invalid anti-forgery token</h1>`` before Sente sees it
+  (the ``__anti-forgery-token`` form field is not read).
+* ring's content-type middleware: Sente's own 403 ``Bad CSRF token`` has no content type, so it goes out
+  as ``application/octet-stream``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Any
 
 from . import edn
@@ -18,10 +32,39 @@ from .protocol.config import Response
 from .protocol.requests import Request
 from .protocol.server import EventMsg
 from .server import ChannelSocketServer
-from .transport.asgi import Receive, Scope, Send, request_from_scope, send_response
+from .sessions import SessionStore
+from .transport.asgi import Message, Receive, Scope, Send, request_from_scope, send_response
+from .transport.websocket import HttpResponse, UpgradeRequest
 
 K = Keyword
 TEXT = (("Content-Type", "text/plain; charset=utf-8"),)
+BAD_CSRF = Response(403, "Bad CSRF token", (("Content-Type", "application/octet-stream"),))
+"""Sente's 403 as ring's content-type middleware lets it out."""
+ANTI_FORGERY_REFUSAL = Response(
+    403, "<h1>Invalid anti-forgery token</h1>", (("Content-Type", "text/html; charset=utf-8"),)
+)
+"""ring-anti-forgery's default error response."""
+SESSION_COOKIE = "ring-session"
+
+
+class _RigServer(ChannelSocketServer):
+    """The channel socket with ring's session middleware around its WebSocket refusals."""
+
+    def ws_accept(self, request: UpgradeRequest) -> HttpResponse | None:
+        refused = super().ws_accept(request)
+        if refused is not None and refused.status != 500 and self.sessions.get(request.cookies) is None:
+            session, set_cookie = self.sessions.get_or_create({})
+            self.sessions.csrf_token(session)
+            if set_cookie:
+                refused.headers.append(("Set-Cookie", set_cookie))
+        return refused
+
+
+def _anti_forgery_ok(sessions: SessionStore, request: Request) -> bool:
+    session = sessions.get(request.cookies)
+    token = session.get("csrf-token") if session is not None else None
+    presented = request.header("x-csrf-token") or request.header("x-xsrf-token")
+    return token is not None and presented is not None and hmac.compare_digest(str(token).encode(), presented.encode())
 
 
 def _uid(request: Request) -> Any:
@@ -35,36 +78,64 @@ def _handshake_data(request: Request) -> Any:
 
 def app(packer: str = "edn", **options: Any) -> SenteApp:
     """Build the reference app; ``options`` go to :class:`~sente.server.ChannelSocketServer`."""
-    chsk = ChannelSocketServer(packer=packer, user_id_fn=_uid, handshake_data_fn=_handshake_data, **options)
+    options.setdefault("bad_csrf_response", BAD_CSRF)
+    options.setdefault("sessions", SessionStore(cookie_name=SESSION_COOKIE))
+    chsk = _RigServer(packer=packer, user_id_fn=_uid, handshake_data_fn=_handshake_data, **options)
     _register_handlers(chsk)
+    sente_app = chsk.asgi()
 
     async def routes(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(chsk, receive, send)
             return
         if scope["type"] != "http":
+            await sente_app(scope, receive, send)
             return
         request = request_from_scope(scope)
-        if scope["path"] == "/csrf-token":
-            session, set_cookie = chsk.sessions.get_or_create(request.cookies)
+        session = chsk.sessions.get(request.cookies)
+        set_cookie: list[tuple[str, str]] = []
+        if session is None:
+            session, new_cookie = chsk.sessions.get_or_create({})
+            chsk.sessions.csrf_token(session)  # ring-anti-forgery puts a token in every new session
+            set_cookie = [("Set-Cookie", new_cookie)] if new_cookie else []
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS") and not _anti_forgery_ok(chsk.sessions, request):
+            await send_response(send, ANTI_FORGERY_REFUSAL, set_cookie)
+        elif scope["path"] == chsk.path:
+            await sente_app(scope, receive, _with_cookie(send, set_cookie))
+        elif scope["path"] == "/csrf-token":
             uid = request.param("uid")
             if uid is not None:
                 session["uid"] = uid
             token = chsk.sessions.csrf_token(session)
-            await send_response(send, Response(200, token, TEXT), [("Set-Cookie", set_cookie)] if set_cookie else [])
+            await send_response(send, Response(200, token, TEXT), set_cookie)
         elif scope["path"] == "/push":
             to, x = request.param("to"), request.param("x")
             try:
                 value = edn.loads(x or "")
             except ValueError as e:
-                await send_response(send, Response(400, str(e), TEXT))
+                await send_response(send, Response(400, str(e), TEXT), set_cookie)
                 return
             chsk.send(to, [K("test/server-push"), value])
-            await send_response(send, Response(200, "ok", TEXT))
+            await send_response(send, Response(200, "ok", TEXT), set_cookie)
         else:
-            await send_response(send, Response(404, "Not Found", TEXT))
+            await send_response(send, Response(404, "Not Found", TEXT), set_cookie)
 
-    return SenteApp(chsk, chsk.asgi(routes))
+    return SenteApp(chsk, routes)
+
+
+def _with_cookie(send: Send, set_cookie: list[tuple[str, str]]) -> Send:
+    """Add ring-session's cookie to Sente's synchronous refusals (not its Ajax 200s, nor 500s)."""
+    if not set_cookie:
+        return send
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] not in (200, 500):
+            headers = list(message.get("headers", []))
+            headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in set_cookie]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return wrapped
 
 
 async def _lifespan(chsk: ChannelSocketServer, receive: Receive, send: Send) -> None:
