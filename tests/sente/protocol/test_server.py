@@ -147,7 +147,7 @@ def test_checks_run_reject_fn_then_csrf_then_origin_then_authorized():
 def test_an_event_with_a_cb_id_gets_a_reply_that_echoes_the_id_verbatim():
     core = make()
     open_ws(core, "A")
-    for cb in ('"a1b2c3"', '"my-long-callback-id-123"', "12345"):
+    for cb in ('"a1b2c3"', '"my-long-callback-id-123"', "12345", "0", '""'):  # Clojure truthiness: 0 and "" are true
         core.ws_message("A", f"[[:test/echo {{:a 1}}] {cb}]", 1)
         (msg,) = events(core.take_actions())
         assert (msg.id, msg.data, msg.uid, msg.client_id) == (K("test/echo"), {K("a"): 1}, "alice", "c1")
@@ -155,12 +155,21 @@ def test_an_event_with_a_cb_id_gets_a_reply_that_echoes_the_id_verbatim():
         assert sends(core.take_actions()) == [(("A",), f"[{{:a 1}} {cb}]")]
 
 
-def test_an_event_without_cb_id_has_no_reply():
+@pytest.mark.parametrize("cb", ["nil", "false"])
+def test_an_event_without_cb_id_has_no_reply(cb: str):
     core = make()
     open_ws(core, "A")
-    core.ws_message("A", "[[:test/no-reply 1] nil]", 1)
+    core.ws_message("A", f"[[:test/no-reply 1] {cb}]", 1)
     (msg,) = events(core.take_actions())
     assert msg.reply is None
+
+
+def test_a_false_cb_marker_on_a_post_gets_the_dummy_ack():
+    core = make()
+    core.ajax_post("p1", post("[[:test/echo 2] false]"), 0)
+    actions = core.take_actions()
+    assert responds(actions) == [("p1", 200, "[:chsk/dummy-cb-200 nil]")]
+    assert events(actions)[0].reply is None
 
 
 def test_a_reply_after_the_connection_closed_goes_nowhere():
