@@ -17,7 +17,8 @@ never collide), the ``Host`` header; ``Content-Length`` is recomputed. WebSocket
 Compared for every ``s2c`` record, per simulated client (``conn``), in order: the kind of event
 (HTTP response to the same request, upgrade response, frame, close), HTTP status, body bytes,
 ``Content-Type``, ``Set-Cookie`` (presence and attributes; the value is per run), the 101's
-``Upgrade``/``Connection``/``Sec-WebSocket-Accept``, frame opcode and exact payload bytes, close codes;
+``Upgrade``/``Connection`` (tokens, compared case-insensitively: http-kit writes ``Upgrade``, picows
+``upgrade``) and ``Sec-WebSocket-Accept`` (exact), frame opcode and exact payload bytes, close codes;
 nothing else may arrive. For raw responses the status line, those headers and the bytes after the
 headers (body, or the first WebSocket frame after a 101) are compared.
 
@@ -209,7 +210,7 @@ async def read_http_response(reader: asyncio.StreamReader) -> tuple[bytes, int, 
         body = await reader.readexactly(int(length))
     elif (header(headers, "transfer-encoding") or "").lower() == "chunked":
         chunks = []
-        while True:
+        for _ in range(100_000):
             size = int((await reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
             data = await reader.readexactly(size + 2)
             if size == 0:
@@ -422,8 +423,8 @@ class Replay:
         reader, writer = await self.connect()
         writer.write(self.request_bytes(rec))
         try:
-            _, status, reason, headers, body = await read_http_response(reader)
-        except (asyncio.IncompleteReadError, ConnectionError):
+            _, status, reason, headers, body = await asyncio.wait_for(read_http_response(reader), 60)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             return  # no response: the comparison reports it
         obs = Observed(rec["conn"], "http_response", self.now(), status, reason, headers, body, in_reply_to=rec["seq"])
         self.learn(obs)
@@ -436,7 +437,7 @@ class Replay:
         raw = raw.replace("Host: 127.0.0.1:18090", f"Host: 127.0.0.1:{self.port}")
         writer.write(self.sub(raw, self.out).encode("latin-1"))
         try:
-            head, status, reason, headers, body = await read_http_response(reader)
+            head, status, reason, headers, body = await asyncio.wait_for(read_http_response(reader), 10)
             if status == 101:
                 body = (await asyncio.wait_for(read_frame(reader), 5))[0]
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
