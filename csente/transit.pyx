@@ -13,7 +13,6 @@ bounds checking and wraparound are off module-wide.
 """
 
 import base64
-import binascii
 import datetime as _dt
 import re
 import uuid as _uuid
@@ -59,7 +58,7 @@ cdef enum:
     CACHE_DIGITS = 44
     CACHE_MAX = 44 * 44        # transit's cache holds 1936 entries, then starts over
     MIN_CACHEABLE = 4          # in UTF-16 units, as Java counts String.length()
-    MAX_DEPTH_LIMIT = 20000    # the C stack bounds how deep recursive descent may go
+    MAX_DEPTH_LIMIT = 5000     # the C stack bounds how deep recursive descent may go
 
 cdef long long JSON_INT_MAX = 9007199254740991  # 2**53 - 1: beyond it transit-json writes "~i..."
 
@@ -1259,6 +1258,8 @@ cdef class _Reader:
     cdef object tilde(self, str s, uint32_t c1, bint head):
         rest = s[2:]
         try:
+            if self.handlers is not None and c1 != ord("#") and s[1] in self.handlers:
+                return self.scalar(s[1], rest)
             if c1 == ord(":"):
                 return keyword(rest)
             if c1 == ord("$"):
@@ -1270,7 +1271,7 @@ cdef class _Reader:
             if c1 == ord("~") or c1 == ord("^") or c1 == ord("`"):
                 return s[1:]
             return self.scalar(s[1], rest)
-        except (ValueError, TypeError, binascii.Error) as e:
+        except (ValueError, TypeError, ArithmeticError) as e:
             if isinstance(e, DecodeError):
                 raise
             return self.fail(f"bad transit value {s[:40]!r}: {e}")
@@ -1341,7 +1342,12 @@ cdef class _Reader:
         if self.handlers is not None:
             h = PyDict_GetItem(self.handlers, tag)
             if h != NULL:
-                return (<object>h)(rep)
+                try:
+                    return (<object>h)(rep)
+                except (ValueError, TypeError, ArithmeticError) as e:
+                    if isinstance(e, DecodeError):
+                        raise
+                    return self.fail(f"the handler for tag {tag!r} refused its value: {e}")
         t = type(rep)
         if tag == "'":
             return rep
@@ -1370,7 +1376,7 @@ cdef class _Reader:
                 if tag == "u" and (t is list or t is tuple) and len(rep) == 2 \
                         and type(rep[0]) is int and type(rep[1]) is int:
                     return _uuid.UUID(int=((rep[0] & 0xFFFFFFFFFFFFFFFF) << 64) | (rep[1] & 0xFFFFFFFFFFFFFFFF))
-            except (ValueError, TypeError, binascii.Error) as e:
+            except (ValueError, TypeError, ArithmeticError) as e:
                 if isinstance(e, DecodeError):
                     raise
                 return self.fail(f"bad {tag!r} value: {e}")
@@ -1535,14 +1541,17 @@ cdef class _Reader:
         if not is_float:
             if sig <= 18:
                 return -<long long>mant if neg else <long long>mant
-            return int((<const char*>s)[start:i])
+            try:
+                return int((<const char*>s)[start:i])
+            except ValueError:  # beyond Python's digit limit for int()
+                self.tok = start
+                return self.fail("integer too long")
         e10 = (-exp if exp_neg else exp) - fracdigits
         if sig <= 15 and -22 <= e10 <= 22:
             # both operands are exact, so IEEE arithmetic rounds exactly as a full parser would
             d = <double>mant * _P10[e10] if e10 >= 0 else <double>mant / _P10[-e10]
-        else:
-            d = PyOS_string_to_double(<const char*>s + start, &end, NULL)
-        return -d if neg else d
+            return -d if neg else d
+        return PyOS_string_to_double(<const char*>s + start, &end, NULL)  # sign included
 
     cdef str raw_string(self):
         """The JSON string at ``self.i`` (its opening quote), decoded; lone surrogate escapes are kept."""
@@ -1759,7 +1768,10 @@ cdef class _Reader:
                         return self.fail("expected ',' or ']' in array")
             rep = flat
         else:
+            self.ws()
+            rep_pos = self.i
             rep = self.value(False, hashable or mode == REP_HASHABLE, False, depth)
+            self.tok = rep_pos  # a rep of the wrong shape is reported where it starts
         return self.finish(tag, rep, hashable)
 
     cdef object obj(self, bint hashable, int depth):
