@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any, cast
 
 import uvicorn
 
@@ -17,7 +18,14 @@ def uvicorn_config(app: SenteApp, host: str = "127.0.0.1", port: int = 8090, log
     )
     loop = "uvloop" if _has_uvloop() else "asyncio"
     return uvicorn.Config(
-        app.asgi, host=host, port=port, ws=ws_protocol, http="httptools", loop=loop, lifespan="on", log_level=log_level
+        app.asgi,
+        host=host,
+        port=port,
+        ws=cast(Any, ws_protocol),  # uvicorn's annotation wants asyncio.Protocol; a BufferedProtocol works
+        http="httptools",
+        loop=loop,
+        lifespan="on",
+        log_level=log_level,
     )
 
 

@@ -149,7 +149,11 @@ class ChannelSocketServer:
                     log.exception("event handler failed for %r", msg.id)
 
         task = asyncio.get_running_loop().create_task(run(), name="sente-router")
-        return task.cancel
+
+        def stop() -> None:
+            task.cancel()
+
+        return stop
 
     def _route(self, msg: EventMsg) -> Awaitable[None] | None:
         handler = self._handlers.get(msg.id, self._default_handler)
