@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from sente import testapp
 
 from .replay import Difference, Replay, Result, ServerThread, run_scenarios, scenario_names

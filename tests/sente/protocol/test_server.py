@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+from csente.types import Keyword
 from sente.packers import EdnPacker, TransitPacker
 from sente.protocol.config import Response, ServerConfig
 from sente.protocol.requests import Request
 from sente.protocol.server import Close, Dispatch, EventMsg, Respond, Send, ServerCore
-
-from csente.types import Keyword
 
 K = Keyword
 TOKEN = "tok-123"

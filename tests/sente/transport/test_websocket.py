@@ -20,6 +20,7 @@ from typing import Any
 import picows
 import pytest
 import uvicorn
+
 from sente.transport import websocket as ws_mod
 from sente.transport.websocket import (
     DEFAULT_MAX_MESSAGE_SIZE,
