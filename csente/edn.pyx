@@ -21,9 +21,10 @@ from decimal import Decimal
 from fractions import Fraction
 from uuid import UUID
 
-from libc.math cimport isinf, isnan, signbit
+from libc.math cimport fabs, isinf, isnan, signbit
+from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from csente.types cimport Char, Keyword, Symbol, TaggedValue, keyword, symbol
 
@@ -31,6 +32,8 @@ from csente.types import DecodeError, FrozenDict, List
 
 cdef extern from "Python.h":
     ctypedef struct PyObject
+    void Py_INCREF(object) noexcept
+    void Py_XDECREF(PyObject*) noexcept
     int PyUnicode_IS_ASCII(object) noexcept
     void* PyUnicode_DATA(object) noexcept
     Py_ssize_t PyUnicode_GET_LENGTH(object) noexcept
@@ -49,6 +52,11 @@ cdef extern from "Python.h":
     object PyFloat_FromDouble(double)
     double PyFloat_AS_DOUBLE(object) noexcept
     int PyDict_SetItem(object, object, object) except -1
+    int _dict_set "PyDict_SetItem"(object, object, object) noexcept
+    int _set_add "PySet_Add"(object, object) noexcept
+    Py_ssize_t PyDict_GET_SIZE(object) noexcept
+    Py_ssize_t PySet_GET_SIZE(object) noexcept
+    int PyErr_ExceptionMatches(object) noexcept
     Py_ssize_t PyDict_Size(object) except -1
     int PyDict_Next(object, Py_ssize_t*, PyObject**, PyObject**) noexcept
     int PySet_Add(object, object) except -1
@@ -62,7 +70,8 @@ cdef extern from "Python.h":
     void PyErr_Clear() noexcept
     void PyMem_Free(void*) noexcept
 
-# The deepest nesting either direction will go: both are recursive C code and a C stack is finite.
+# The deepest nesting either direction will go: both are recursive C code, using up to ~0.5 KB of C stack
+# per level, and a C stack is finite (8 MB on a main or default Linux thread).
 cdef int HARD_MAX_DEPTH = 10000
 
 # ---------------------------------------------------------------------------------------------
@@ -75,13 +84,18 @@ cdef enum:
     NOTCONST = 8   # @ ` ~ may not appear in a token
 
 cdef unsigned char CLS[128]
-cdef unsigned char ESCAPE[128]   # string character -> letter after the backslash, 0 = written raw
+cdef unsigned char ESCAPE[256]   # UTF-8 byte of a string -> letter after the backslash, 0 = written raw
 cdef unsigned char UNESCAPE[128]  # letter after a backslash in a string -> character, 0 = not simple
+cdef double POW10[23]             # the powers of ten a double holds exactly
 
 cdef _init_tables():
     cdef int c
+    for c in range(256):
+        ESCAPE[c] = 0
     for c in range(128):
-        CLS[c] = ESCAPE[c] = UNESCAPE[c] = 0
+        CLS[c] = UNESCAPE[c] = 0
+    for c in range(23):
+        POW10[c] = 10.0 ** c
     for c in (9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 44):
         CLS[c] = WS | TERM
     for c in b'";^()[]{}\\':
@@ -387,12 +401,15 @@ cdef class _Reader:
         if c < 0x80 and CLS[c] & NOTCONST:
             self.fail(f"Invalid character: {chr(c)} found while reading keyword.", a)
         self.i = self.token_end("keyword")
+        cached = _cached_keyword(s + a, self.i - a)
+        if cached != NULL:
+            return <object>cached
         if not _valid_symbol(s + a, self.i - a) or s[a] == b':':
             self.fail(f"Invalid keyword: :{self.text(a, self.i)}.", start)
         for k in range(a, self.i - 1):
             if s[k] == b':' and s[k + 1] == b':':
                 self.fail(f"Invalid keyword: :{self.text(a, self.i)}.", start)
-        return keyword(self.text(a, self.i))
+        return _cache_keyword(s + a, self.i - a, keyword(self.text(a, self.i)))
 
     cdef object read_vector(self, Py_ssize_t start, int depth, bint hashable):
         cdef list items = []
@@ -430,23 +447,27 @@ cdef class _Reader:
                 return frozenset(items)
             if x is _EOF:
                 self.fail(f"Unexpected EOF while reading item {len(items)} of set.", self.n)
-            size = PySet_Size(items)
-            try:
-                PySet_Add(items, x)
-            except TypeError as e:  # only a tag reader's value can be unhashable
-                raise DecodeError(f"Unhashable set member: {e}", self.charpos(at)) from e
-            if PySet_Size(items) == size:
+            size = PySet_GET_SIZE(items)
+            if _set_add(items, x) < 0:
+                self.insert_failed(at)
+            if PySet_GET_SIZE(items) == size:
                 self.fail(f"Duplicate key: {_pr(x)}", at)
 
-    cdef insert(self, object d, object key, object value, Py_ssize_t at):
+    cdef int insert(self, object d, object key, object value, Py_ssize_t at) except -1:
         """d[key] = value, also into a FrozenDict under construction; an existing key is an error."""
-        cdef Py_ssize_t size = PyDict_Size(d)
-        try:
-            PyDict_SetItem(d, key, value)
-        except TypeError as e:  # only a tag reader's value can be unhashable
-            raise DecodeError(f"Unhashable map key: {e}", self.charpos(at)) from e
-        if PyDict_Size(d) == size:
+        cdef Py_ssize_t size = PyDict_GET_SIZE(d)
+        if _dict_set(d, key, value) < 0:
+            return self.insert_failed(at)
+        if PyDict_GET_SIZE(d) == size:
             self.fail(f"Duplicate key: {_pr(key)}", at)
+        return 0
+
+    cdef int insert_failed(self, Py_ssize_t at) except -1:
+        """An unhashable key (only a tag reader's value can be one) is bad input; other errors pass on."""
+        if PyErr_ExceptionMatches(TypeError):
+            PyErr_Clear()
+            self.fail("Unhashable map key or set member", at)
+        return -1
 
     cdef list read_pairs(self, Py_ssize_t start, int depth, bint hashable, str kind):
         """The forms of a map literal up to the closing brace, as [key, value, key, value...]."""
@@ -546,8 +567,6 @@ cdef class _Reader:
         cdef const unsigned char* s = self.s
         cdef Py_ssize_t j = start, n = self.n, k
         cdef unsigned char c
-        cdef bint neg
-        cdef long long v = 0
         while j < n:  # a number token ends at whitespace or any macro character (# and : too)
             c = s[j]
             if c < 0x80:
@@ -559,17 +578,9 @@ cdef class _Reader:
             else:
                 j += _utf8_len(c)
         self.i = j
-        # fast path: a plain decimal long
-        k = start
-        neg = s[k] == b'-'
-        if neg or s[k] == b'+':
-            k += 1
-        if 0 < j - k <= 18 and (s[k] != b'0' or j - k == 1):
-            while k < j and 48 <= s[k] <= 57:
-                v = v * 10 + (s[k] - 48)
-                k += 1
-            if k == j:
-                return PyLong_FromLongLong(-v if neg else v)
+        x = _fast_number(s + start, j - start)
+        if x is not None:
+            return x
         try:
             x = _match_number(self.s + start, j - start)
         except (ValueError, ZeroDivisionError, ArithmeticError) as e:
@@ -758,6 +769,47 @@ cdef class _Reader:
         return code
 
 
+# Keywords read lately, by a hash of their token: one memcmp instead of making a str and interning it.
+# Entries are strong references to interned keywords; a slot is overwritten by the next token that hashes to it.
+cdef enum:
+    KEYWORD_CACHE_SIZE = 2048  # a power of two
+    KEYWORD_CACHE_MAX_LEN = 64
+cdef PyObject* _keyword_cache[KEYWORD_CACHE_SIZE]
+
+
+cdef inline uint32_t _token_hash(const unsigned char* p, Py_ssize_t n) noexcept:
+    cdef uint32_t h = 2166136261u  # FNV-1a
+    cdef Py_ssize_t k
+    for k in range(n):
+        h = (h ^ p[k]) * 16777619u
+    return h & (KEYWORD_CACHE_SIZE - 1)
+
+
+cdef inline PyObject* _cached_keyword(const unsigned char* p, Py_ssize_t n) noexcept:
+    """The keyword whose text is the ASCII token p[:n], if the cache holds it."""
+    cdef PyObject* found
+    cdef str text
+    if n > KEYWORD_CACHE_MAX_LEN:
+        return NULL
+    found = _keyword_cache[_token_hash(p, n)]
+    if found == NULL:
+        return NULL
+    text = (<Keyword>found).text
+    if PyUnicode_GET_LENGTH(text) == n and PyUnicode_IS_ASCII(text) and memcmp(PyUnicode_DATA(text), p, n) == 0:
+        return found
+    return NULL
+
+
+cdef object _cache_keyword(const unsigned char* p, Py_ssize_t n, Keyword kw):
+    cdef uint32_t slot
+    if n <= KEYWORD_CACHE_MAX_LEN:
+        slot = _token_hash(p, n)
+        Py_INCREF(kw)
+        Py_XDECREF(_keyword_cache[slot])
+        _keyword_cache[slot] = <PyObject*>kw
+    return kw
+
+
 cdef object _qualify(str ns, object key):
     """tools.reader's namespace-keys: the key a #:ns{...} map really has."""
     if type(key) is Keyword or type(key) is Symbol:
@@ -857,6 +909,60 @@ cdef object _match_number(const unsigned char* p, Py_ssize_t n):
     return None
 
 
+cdef object _fast_number(const unsigned char* p, Py_ssize_t n):
+    """The common numbers without the general matcher: a decimal long, or a double that Clinger's fast path
+    gets exactly (at most 15 significant digits and a power of ten up to 22: one exact IEEE operation).
+    None: leave it to _match_number."""
+    cdef Py_ssize_t k = 0, a
+    cdef bint neg = p[0] == b'-'
+    cdef uint64_t m = 0
+    cdef int digits = 0, exp10 = 0, e = 0, d
+    cdef bint neg_e = False
+    cdef double v
+    if neg or p[0] == b'+':
+        k = 1
+    a = k
+    while k < n and 48 <= p[k] <= 57:
+        d = p[k] - 48
+        if m or d:
+            digits += 1
+            if digits > 18:
+                return None
+            m = m * 10 + d
+        k += 1
+    if k == a or (p[a] == b'0' and k - a > 1):  # no digits, or a leading zero ("08" is no number)
+        return None
+    if k == n:
+        return PyLong_FromLongLong(-<long long>m if neg else <long long>m)
+    if p[k] == b'.':
+        k += 1
+        while k < n and 48 <= p[k] <= 57:
+            d = p[k] - 48
+            if m or d:
+                digits += 1
+                m = m * 10 + d
+            exp10 -= 1
+            k += 1
+            if digits > 15:
+                return None
+    if k < n and (p[k] == b'e' or p[k] == b'E'):
+        k += 1
+        if k < n and (p[k] == b'+' or p[k] == b'-'):
+            neg_e = p[k] == b'-'
+            k += 1
+        a = k
+        while k < n and 48 <= p[k] <= 57 and k - a < 4:
+            e = e * 10 + (p[k] - 48)
+            k += 1
+        if k == a:
+            return None
+        exp10 += -e if neg_e else e
+    if k != n or digits > 15 or not -22 <= exp10 <= 22:
+        return None
+    v = <double>m * POW10[exp10] if exp10 >= 0 else <double>m / POW10[-exp10]
+    return PyFloat_FromDouble(-v if neg else v)
+
+
 cdef object _signed(object value, bint neg):
     return -value if neg else value
 
@@ -927,6 +1033,8 @@ def loads(data, *, tag_readers=None, default=None, int max_depth=256, Py_ssize_t
     ``#inst`` gives an aware UTC datetime and ``#uuid`` a UUID; any other tag goes to
     ``tag_readers[tag](value)``, else ``default(tag, value)``, else is a DecodeError. Nesting deeper than
     ``max_depth`` and input longer than ``max_size`` (characters for str, bytes for bytes) are errors too.
+    Each level of nesting takes up to about 0.5 KB of C stack: the default fits any thread, the most
+    (10000) needs the 8 MB a main thread or a default Linux thread has.
     """
     cdef _Reader r = _Reader.__new__(_Reader)
     cdef Py_ssize_t bad
@@ -967,10 +1075,16 @@ cdef Py_ssize_t _invalid_utf8(const unsigned char* s, Py_ssize_t n) noexcept:
     cdef Py_ssize_t i = 0
     cdef unsigned char c, c1
     cdef int k, w
+    cdef uint64_t word
     while i < n:
         c = s[i]
         if c < 0x80:
             i += 1
+            while i + 8 <= n:  # eight ASCII bytes at a time
+                memcpy(&word, s + i, 8)
+                if word & 0x8080808080808080u:
+                    break
+                i += 8
             continue
         if 0xC2 <= c <= 0xDF:
             w = 2
@@ -1072,14 +1186,16 @@ cdef class _Writer:
         out[0] = b'"'
         out += 1
         for k in range(n):
-            c = p[k]
-            if c < 0x80 and ESCAPE[c]:
+            c = ESCAPE[p[k]]
+            if c:
+                memcpy(out, p + run, k - run)
+                out += k - run
                 out[0] = b'\\'
-                out[1] = ESCAPE[c]
+                out[1] = c
                 out += 2
-            else:
-                out[0] = c
-                out += 1
+                run = k + 1
+        memcpy(out, p + run, n - run)
+        out += n - run
         out[0] = b'"'
         self.len = out + 1 - self.buf
         return 0
@@ -1120,6 +1236,8 @@ cdef class _Writer:
             return self.put(b"##-Inf", 6) if v < 0 else self.put(b"##Inf", 5)
         if v == 0:
             return self.put(b"-0.0", 4) if signbit(v) else self.put(b"0.0", 3)
+        if 1e-3 <= fabs(v) < 1e7 and self.put_short_decimal(v):
+            return 0
         r = PyOS_double_to_string(v, b'r', 0, 0, NULL)
         j = 1 if r[0] == b'-' else 0
         while r[j] != 0 and r[j] != b'e':
@@ -1186,6 +1304,57 @@ cdef class _Writer:
         k += 1
         self.put(out, k)
         return self.put_long(point - 1)
+
+    cdef bint put_short_decimal(self, double v) except -1:
+        """Plain notation for a double with a short decimal form: the fewest fraction digits k such that
+        m / 10**k is v again. While v * 10**k < 2**50 the round-trip interval holds at most one integer, so
+        this is the shortest form, the one repr finds. False when there is none in that range."""
+        cdef double a = fabs(v), x, m
+        cdef int k, nd
+        cdef char digits[24]
+        cdef char out[48]
+        cdef int o = 0
+        cdef long long u
+        for k in range(16):
+            x = a * POW10[k]
+            if x >= 1125899906842624.0:  # 2**50
+                return False
+            m = <double>(<long long>(x + 0.5))
+            if m / POW10[k] == a:
+                break
+        else:
+            return False
+        u = <long long>m
+        nd = 0
+        while True:
+            digits[23 - nd] = <char>(48 + u % 10)
+            nd += 1
+            u //= 10
+            if u == 0:
+                break
+        if v < 0:
+            out[o] = b'-'
+            o += 1
+        if nd <= k:  # 0.00ddd
+            out[o] = b'0'
+            out[o + 1] = b'.'
+            o += 2
+            while nd < k:
+                digits[23 - nd] = b'0'
+                nd += 1
+        memcpy(out + o, digits + 24 - nd, nd - k)
+        o += nd - k
+        if 0 < k < nd:
+            out[o] = b'.'
+            o += 1
+        memcpy(out + o, digits + 24 - k, k)
+        o += k
+        if k == 0:
+            out[o] = b'.'
+            out[o + 1] = b'0'
+            o += 2
+        self.put(out, o)
+        return True
 
     cdef int put_char(self, str c) except -1:
         name = _NAMED_CHARS.get(c)
