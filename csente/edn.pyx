@@ -51,7 +51,6 @@ cdef extern from "Python.h":
     object PyLong_FromLongLong(long long)
     object PyFloat_FromDouble(double)
     double PyFloat_AS_DOUBLE(object) noexcept
-    int PyDict_SetItem(object, object, object) except -1
     int _dict_set "PyDict_SetItem"(object, object, object) noexcept
     int _set_add "PySet_Add"(object, object) noexcept
     Py_ssize_t PyDict_GET_SIZE(object) noexcept
@@ -59,8 +58,6 @@ cdef extern from "Python.h":
     int PyErr_ExceptionMatches(object) noexcept
     Py_ssize_t PyDict_Size(object) except -1
     int PyDict_Next(object, Py_ssize_t*, PyObject**, PyObject**) noexcept
-    int PySet_Add(object, object) except -1
-    Py_ssize_t PySet_Size(object) except -1
     int PyList_Append(object, object) except -1
     Py_ssize_t PyList_GET_SIZE(object) noexcept
     PyObject* PyList_GET_ITEM(object, Py_ssize_t) noexcept
@@ -95,7 +92,7 @@ cdef _init_tables():
     for c in range(128):
         CLS[c] = UNESCAPE[c] = 0
     for c in range(23):
-        POW10[c] = 10.0 ** c
+        POW10[c] = float(10**c)
     for c in (9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 44):
         CLS[c] = WS | TERM
     for c in b'";^()[]{}\\':
