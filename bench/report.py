@@ -7,7 +7,6 @@ Ratios are taken within the one run that produced the file: each library's media
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections import defaultdict
 
@@ -20,11 +19,9 @@ def main(path: str) -> None:
         data = json.load(f)
     medians: dict[str, dict[str, float]] = defaultdict(dict)
     for bench in data["benchmarks"]:
-        m = re.match(r"test_(encode|decode)\[(\w+)-(.+)\]$", bench["name"])
-        if not m:
-            continue
-        op, shape, library = m.groups()
-        medians[f"{op} {shape}"][library] = bench["stats"]["median"]
+        op = bench["name"].removeprefix("test_").split("[")[0]
+        params = bench["params"]
+        medians[f"{op} {params['shape']}"][params["library"]] = bench["stats"]["median"]
     print(f"machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}, "
           f"python {data['machine_info']['python_version']}, {data['datetime']}")
     print()

@@ -8,9 +8,10 @@ the transports report, runs its timers on the event loop, and carries out its ac
 * the :class:`~sente.transport.websocket.WsHandler` for the picows bridge in uvicorn's ``ws`` slot;
 * the API: ``send``, ``broadcast``, ``connected_uids``, ``events()``, ``on(...)``, ``start_router()``.
 
-Event data is sent and received exactly as Sente's data model has it: dict keys that should read as
-Clojure keywords must be :class:`~sente.edn.Keyword` (``Keyword("msg")`` is ``:msg``); a ``str`` key
-stays a string (``"msg"``). :func:`sente.keys.keywordize` converts a plain dict for sending.
+Dict keys: by default (``str_keys=True``) Python code uses ``str`` keys and the wire has keywords, both
+ways: ``{"msg": "hi"}`` reaches a ClojureScript client as ``{:msg "hi"}`` and comes back as
+``{"msg": "hi"}`` (rules in :mod:`sente.keys`). With ``str_keys=False`` the data is exactly Sente's:
+keyword keys are :class:`~sente.edn.Keyword` and ``str`` keys are strings.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, NamedTuple
 
 from csente.types import Keyword
 
+from .keys import StrKeysPacker
 from .packers import Packer, get_packer
 from .protocol.config import Response, ServerConfig
 from .protocol.events import event_id
@@ -66,13 +68,14 @@ class ChannelSocketServer:
         *,
         path: str = "/chsk",
         packer: str | Packer = "edn",
+        str_keys: bool = True,
         sessions: SessionStore | None = None,
         recv_buffer: int = 1000,
         config: ServerConfig | None = None,
         **options: Any,
     ) -> None:
         self.path = path
-        self.packer = get_packer(packer)
+        self.packer = StrKeysPacker(get_packer(packer)) if str_keys else get_packer(packer)
         self.config = config if config is not None else ServerConfig(**options)
         self.sessions = sessions if sessions is not None else SessionStore()
         self.core = ServerCore(self.packer, self.config)

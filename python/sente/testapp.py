@@ -80,7 +80,8 @@ def app(packer: str = "edn", **options: Any) -> SenteApp:
     """Build the reference app; ``options`` go to :class:`~sente.server.ChannelSocketServer`."""
     options.setdefault("bad_csrf_response", BAD_CSRF)
     options.setdefault("sessions", SessionStore(cookie_name=SESSION_COOKIE))
-    chsk = _RigServer(packer=packer, user_id_fn=_uid, handshake_data_fn=_handshake_data, **options)
+    # Sente's data model exactly (keyword keys stay Keywords): the rig echoes maps with mixed key types.
+    chsk = _RigServer(packer=packer, str_keys=False, user_id_fn=_uid, handshake_data_fn=_handshake_data, **options)
     _register_handlers(chsk)
     sente_app = chsk.asgi()
 
