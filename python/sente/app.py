@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +25,12 @@ AppFactory = Callable[..., SenteApp]
 
 
 def load_app_factory(spec: str) -> AppFactory:
-    """Import ``module:attr`` and return the factory it names."""
+    """Import ``module:attr`` and return the factory it names; modules in the working directory are found too."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"APP must look like 'package.module:factory', got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as uvicorn does: `sente serve chat:app` next to chat.py
     factory: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         factory = getattr(factory, part)
