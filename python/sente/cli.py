@@ -56,7 +56,12 @@ def _serve(args: argparse.Namespace) -> int:
     from .serve import run
 
     options = {name: getattr(args, name) for name in NUMERIC_OPTIONS if getattr(args, name) is not None}
-    app = load_app_factory(args.app)(packer=args.packer, **options)
+    try:
+        factory = load_app_factory(args.app)
+    except (ImportError, AttributeError, ValueError, TypeError) as e:
+        print(f"sente: cannot load APP {args.app!r}: {e}", file=sys.stderr)
+        return 2
+    app = factory(packer=args.packer, **options)
     print(f"sente: serving {args.app} on http://{args.host}:{args.port} (packer {args.packer})", flush=True)
     run(app, args.host, args.port, args.log_level)
     return 0

@@ -29,7 +29,7 @@ from sente.edn import Keyword
 from sente.protocol.server import EventMsg
 from sente.serve import uvicorn_config
 from sente.server import AsgiApp, ChannelSocketServer, ConnectedUids
-from tests.sente.conformance.replay import client_frame, header, read_frame, read_http_response
+from tests.sente.conformance.replay import client_frame, read_frame, read_http_response
 
 K = Keyword
 TEST_TIMEOUT = 20.0
@@ -792,5 +792,90 @@ def test_a_wrong_csrf_token_gets_403_on_ws_upgrade_and_ajax() -> None:
                 assert (await peer.ajax_post("alice", "tab", "[[:test/echo 1] :ajax]", token))[0] == 403
             assert server.connected_uids.any == frozenset()
             await peer.ws("alice")  # the right token still works
+
+    run(test)
+
+
+# ======================================================================================== 6. plain ASGI path
+
+ASGI_WS = "websockets-sansio"  # uvicorn's own WebSocket implementation (websockets' sans-I/O core)
+
+
+def mounted(server: ChannelSocketServer) -> AsgiApp:
+    """Another ASGI app (its own ``/hello`` and lifespan) with Sente's app mounted inside it."""
+    sente_app = server.asgi()
+    state: dict[str, Callable[[], None]] = {}
+
+    async def outer(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    state["stop"] = server.start_router()
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    state["stop"]()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif scope["path"] == "/hello":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"hello"})
+        else:
+            await sente_app(scope, receive, send)
+
+    return outer
+
+
+def test_uvicorn_has_the_websocket_implementation_the_asgi_tests_use() -> None:
+    from uvicorn.config import WS_PROTOCOLS
+
+    assert ASGI_WS in WS_PROTOCOLS
+    import websockets  # noqa: F401  (what that implementation runs on)
+
+
+def test_mounted_asgi_app_on_uvicorns_websockets_handshake_echo_and_push_work_the_same() -> None:
+    async def test() -> None:
+        server = echo_server()
+        async with serving(server, app=mounted(server), ws=ASGI_WS) as peer:
+            assert (await peer.http("GET", "/hello"))[::2] == (200, b"hello")
+            client = await peer.ws("alice", handshake=False)
+            assert client.status == 101
+            assert await client.recv() == '[[:chsk/handshake ["alice" nil nil]] nil]'
+            assert server.connected_uids.ws == frozenset({"alice"})
+            await assert_echoes(client, '{:a [1 2]}')
+            assert server.send("alice", ["test/pushed", {"a": 1}]) is True
+            server.send("alice", ["test/pushed", {"a": 2}])
+            assert await client.recv() == "[[[:test/pushed {:a 1}] [:test/pushed {:a 2}]] nil]"
+            server.send("alice", ["test/now", 1], flush=True)
+            assert await client.recv(timeout=1.0) == "[[[:test/now 1]] nil]"
+            assert await peer.ajax_post("bob", "bob-tab", "[[:test/echo 1] :ajax]") == (200, b"[1 nil]")
+
+    run(test)
+
+
+def test_mounted_asgi_app_refuses_an_upgrade_with_a_wrong_csrf_token() -> None:
+    async def test() -> None:
+        server = echo_server()
+        async with serving(server, app=mounted(server), ws=ASGI_WS) as peer:
+            client = await peer.ws("alice", token="wrong")
+            assert (client.status, client.body) == (403, b"Bad CSRF token")
+            client = await peer.ws("alice", params={"client-id": ""})
+            assert client.status == 500
+            assert server.connected_uids.any == frozenset()
+            await assert_echoes(await peer.ws("alice"))
+
+    run(test)
+
+
+def test_mounted_asgi_app_limits_message_size_and_survives_garbage() -> None:
+    async def test() -> None:
+        server = echo_server(max_ws_message_bytes=1_000)
+        async with serving(server, app=mounted(server), ws=ASGI_WS) as peer:
+            big = await peer.ws("alice")
+            other = await peer.ws("bob")
+            other.send("this is not edn [")
+            big.send('[[:test/echo "' + "x" * 1_000 + '"] "e1e2e3"]')
+            assert await big.close_code() == 1009
+            await assert_echoes(other)
 
     run(test)
