@@ -238,7 +238,8 @@ class ChannelSocketServer:
                 conn.send_frame(frame)
             if conn.buffered_bytes > cap:
                 self.slow_consumer_closes += 1
-                log.warning("closing a slow consumer (uid %r): %d bytes unsent", handle, conn.buffered_bytes)
+                log.warning("closing a slow consumer (client-id %r): %d bytes unsent",
+                            conn.request.param("client-id"), conn.buffered_bytes)
                 conn.close(self.config.slow_consumer_close_code, "slow consumer")
 
     def _close(self, action: Close) -> None:
@@ -375,10 +376,12 @@ class ChannelSocketServer:
                 message = await receive()
                 if message["type"] == "websocket.disconnect":
                     break
+                if conn.closed:
+                    continue  # closing (too big, slow consumer): what the client still sends is ignored
                 data = message.get("text")
                 if data is None:
                     data = message.get("bytes") or b""
-                if len(data) > self.config.max_ws_message_bytes:
+                if _size(data) > self.config.max_ws_message_bytes:
                     conn.close(1009, "message too big")
                     continue
                 self.core.ws_message(conn, data, self._now())
@@ -388,6 +391,11 @@ class ChannelSocketServer:
             self.core.ws_close(conn, self._now())
             self._pump()
             await conn.finish()
+
+
+def _size(data: str | bytes) -> int:
+    """A message's size in bytes: text counts as its UTF-8 encoding (ASCII text is not encoded to know it)."""
+    return len(data.encode("utf-8")) if isinstance(data, str) and not data.isascii() else len(data)
 
 
 async def _refuse_asgi_ws(scope: Scope, send: AsgiSend, response: Response) -> None:

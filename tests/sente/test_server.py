@@ -680,11 +680,12 @@ def test_an_ajax_post_over_max_body_bytes_gets_413_and_the_server_keeps_serving(
     run(test)
 
 
-def test_a_slow_consumer_is_closed_and_counted_while_a_normal_client_keeps_receiving() -> None:
+@pytest.mark.parametrize("ws", ["bridge", "websockets-sansio"])
+def test_a_slow_consumer_is_closed_and_counted_while_a_normal_client_keeps_receiving(ws: str) -> None:
     async def test() -> None:
         server = make_server(max_outbound_bytes=256 * 1024, slow_consumer_close_code=4008)
         chunk = "x" * 64 * 1024
-        async with serving(server) as peer:
+        async with serving(server, app=mounted(server) if ws != "bridge" else None, ws=ws) as peer:
             slow = await peer.ws("slow", rcvbuf=4096)  # reads its handshake, then nothing more
             normal = await peer.ws("normal")
             received = 0
@@ -873,9 +874,37 @@ def test_mounted_asgi_app_limits_message_size_and_survives_garbage() -> None:
         async with serving(server, app=mounted(server), ws=ASGI_WS) as peer:
             big = await peer.ws("alice")
             other = await peer.ws("bob")
+            seen: list[Any] = []
+            server.on("test/seen")(lambda msg: seen.append(msg.data))
             other.send("this is not edn [")
             big.send('[[:test/echo "' + "x" * 1_000 + '"] "e1e2e3"]')
+            big.send("[[:test/seen 1] nil]")  # after the 1009: ignored, as on the bridge
             assert await big.close_code() == 1009
             await assert_echoes(other)
+            other.send("[[:test/seen 2] nil]")
+            await wait_until(lambda: seen == [2])
+
+    run(test)
+
+
+@pytest.mark.parametrize("ws", ["bridge", ASGI_WS])
+def test_max_ws_message_bytes_counts_utf8_bytes_not_characters(ws: str) -> None:
+    async def test() -> None:
+        server = echo_server(max_ws_message_bytes=1_000)
+        async with serving(server, app=mounted(server) if ws != "bridge" else None, ws=ws) as peer:
+            if ws == "bridge":
+                stop = server.start_router()
+            try:
+                fits = await peer.ws("alice")
+                await assert_echoes(fits, '"' + "x" * (1_000 - len('[[:test/echo ""] "e1e2e3"]')) + '"')
+                big = await peer.ws("bob")
+                big.send('[[:test/echo "' + "é" * 400 + '"] "e1e2e3"]')  # 425 characters, 825 bytes: fits
+                assert (await big.recv()).startswith('["éé')
+                big.send('[[:test/echo "' + "é" * 600 + '"] "e1e2e3"]')  # 625 characters, 1225 bytes
+                assert await big.close_code() == 1009
+                await assert_echoes(fits)
+            finally:
+                if ws == "bridge":
+                    stop()
 
     run(test)
