@@ -21,11 +21,12 @@ from decimal import Decimal
 from fractions import Fraction
 from uuid import UUID
 
-from libc.math cimport fabs, isinf, isnan, signbit
+from libc.math cimport isinf, isnan
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy
 
+from csente.doubles cimport JAVA_DOUBLE_MAX, exact_double, java_double, scan_digits
 from csente.types cimport Char, Keyword, Symbol, TaggedValue, keyword, symbol
 
 from csente.types import DecodeError, FrozenDict, List
@@ -45,7 +46,6 @@ cdef extern from "Python.h":
     Py_ssize_t PyBytes_GET_SIZE(object) noexcept
     int Py_UNICODE_ISDECIMAL(unsigned int) noexcept
     int Py_UNICODE_TODECIMAL(unsigned int) noexcept
-    char* PyOS_double_to_string(double, char, int, int, int*) except NULL
     double PyOS_string_to_double(const char*, char**, PyObject*) except? -1.0
     long long PyLong_AsLongLongAndOverflow(object, int*) except? -1
     object PyLong_FromLongLong(long long)
@@ -65,7 +65,6 @@ cdef extern from "Python.h":
     PyObject* PyTuple_GET_ITEM(object, Py_ssize_t) noexcept
     object PyList_AsTuple(object)
     void PyErr_Clear() noexcept
-    void PyMem_Free(void*) noexcept
 
 # The deepest nesting either direction will go: both are recursive C code, using up to ~0.5 KB of C stack
 # per level, and a C stack is finite (8 MB on a main or default Linux thread).
@@ -83,7 +82,6 @@ cdef enum:
 cdef unsigned char CLS[128]
 cdef unsigned char ESCAPE[256]   # UTF-8 byte of a string -> letter after the backslash, 0 = written raw
 cdef unsigned char UNESCAPE[128]  # letter after a backslash in a string -> character, 0 = not simple
-cdef double POW10[23]             # the powers of ten a double holds exactly
 
 cdef _init_tables():
     cdef int c
@@ -91,8 +89,6 @@ cdef _init_tables():
         ESCAPE[c] = 0
     for c in range(128):
         CLS[c] = UNESCAPE[c] = 0
-    for c in range(23):
-        POW10[c] = float(10**c)
     for c in (9, 10, 11, 12, 13, 28, 29, 30, 31, 32, 44):
         CLS[c] = WS | TERM
     for c in b'";^()[]{}\\':
@@ -913,35 +909,21 @@ cdef object _fast_number(const unsigned char* p, Py_ssize_t n):
     cdef Py_ssize_t k = 0, a
     cdef bint neg = p[0] == b'-'
     cdef uint64_t m = 0
-    cdef int digits = 0, exp10 = 0, e = 0, d
+    cdef int digits = 0, exp10 = 0, e = 0
     cdef bint neg_e = False
     cdef double v
     if neg or p[0] == b'+':
         k = 1
     a = k
-    while k < n and 48 <= p[k] <= 57:
-        d = p[k] - 48
-        if m or d:
-            digits += 1
-            if digits > 18:
-                return None
-            m = m * 10 + d
-        k += 1
+    k = scan_digits(p, k, n, &m, &digits)
     if k == a or (p[a] == b'0' and k - a > 1):  # no digits, or a leading zero ("08" is no number)
         return None
     if k == n:
-        return PyLong_FromLongLong(-<long long>m if neg else <long long>m)
+        return PyLong_FromLongLong(-<long long>m if neg else <long long>m) if digits <= 18 else None
     if p[k] == b'.':
-        k += 1
-        while k < n and 48 <= p[k] <= 57:
-            d = p[k] - 48
-            if m or d:
-                digits += 1
-                m = m * 10 + d
-            exp10 -= 1
-            k += 1
-            if digits > 15:
-                return None
+        a = k + 1
+        k = scan_digits(p, a, n, &m, &digits)
+        exp10 = <int>(a - k)
     if k < n and (p[k] == b'e' or p[k] == b'E'):
         k += 1
         if k < n and (p[k] == b'+' or p[k] == b'-'):
@@ -954,9 +936,8 @@ cdef object _fast_number(const unsigned char* p, Py_ssize_t n):
         if k == a:
             return None
         exp10 += -e if neg_e else e
-    if k != n or digits > 15 or not -22 <= exp10 <= 22:
+    if k != n or not exact_double(m, digits, exp10, &v):
         return None
-    v = <double>m * POW10[exp10] if exp10 >= 0 else <double>m / POW10[-exp10]
     return PyFloat_FromDouble(-v if neg else v)
 
 
@@ -1222,136 +1203,12 @@ cdef class _Writer:
 
     cdef int put_float(self, double v) except -1:
         """Java's Double.toString with shortest round-trip digits; Clojure's ##NaN ##Inf ##-Inf."""
-        cdef char* r
-        cdef char digits[32]
-        cdef char out[48]
-        cdef int nd = 0, point = 0, exp = 0, k = 0, j, lead = 0
-        cdef bint seen_point = False, neg_exp = False
+        cdef char out[JAVA_DOUBLE_MAX]
         if isnan(v):
             return self.put(b"##NaN", 5)
         if isinf(v):
             return self.put(b"##-Inf", 6) if v < 0 else self.put(b"##Inf", 5)
-        if v == 0:
-            return self.put(b"-0.0", 4) if signbit(v) else self.put(b"0.0", 3)
-        if 1e-3 <= fabs(v) < 1e7 and self.put_short_decimal(v):
-            return 0
-        r = PyOS_double_to_string(v, b'r', 0, 0, NULL)
-        j = 1 if r[0] == b'-' else 0
-        while r[j] != 0 and r[j] != b'e':
-            if r[j] == b'.':
-                seen_point = True
-            elif nd < 32:
-                digits[nd] = r[j]
-                nd += 1
-                if not seen_point:
-                    point += 1
-            j += 1
-        if r[j] == b'e':
-            j += 1
-            neg_exp = r[j] == b'-'
-            if r[j] == b'-' or r[j] == b'+':
-                j += 1
-            while r[j] != 0:
-                exp = exp * 10 + (r[j] - 48)
-                j += 1
-        PyMem_Free(r)
-        point += -exp if neg_exp else exp
-        while lead < nd and digits[lead] == b'0':  # value = 0.DIGITS * 10**point
-            lead += 1
-            point -= 1
-        while nd > lead and digits[nd - 1] == b'0':
-            nd -= 1
-        if v < 0:
-            out[k] = b'-'
-            k += 1
-        if -2 <= point <= 7:  # 1e-3 <= |v| < 1e7: plain notation
-            if point <= 0:
-                out[k] = b'0'
-                out[k + 1] = b'.'
-                k += 2
-                for j in range(-point):
-                    out[k] = b'0'
-                    k += 1
-                for j in range(lead, nd):
-                    out[k] = digits[j]
-                    k += 1
-            else:
-                for j in range(point):
-                    out[k] = digits[lead + j] if lead + j < nd else b'0'
-                    k += 1
-                out[k] = b'.'
-                k += 1
-                if lead + point >= nd:
-                    out[k] = b'0'
-                    k += 1
-                for j in range(lead + point, nd):
-                    out[k] = digits[j]
-                    k += 1
-            return self.put(out, k)
-        out[k] = digits[lead]
-        out[k + 1] = b'.'
-        k += 2
-        if nd - lead == 1:
-            out[k] = b'0'
-            k += 1
-        for j in range(lead + 1, nd):
-            out[k] = digits[j]
-            k += 1
-        out[k] = b'E'
-        k += 1
-        self.put(out, k)
-        return self.put_long(point - 1)
-
-    cdef bint put_short_decimal(self, double v) except -1:
-        """Plain notation for a double with a short decimal form: the fewest fraction digits k such that
-        m / 10**k is v again. While v * 10**k < 2**50 the round-trip interval holds at most one integer, so
-        this is the shortest form, the one repr finds. False when there is none in that range."""
-        cdef double a = fabs(v), x, m
-        cdef int k, nd
-        cdef char digits[24]
-        cdef char out[48]
-        cdef int o = 0
-        cdef long long u
-        for k in range(16):
-            x = a * POW10[k]
-            if x >= 1125899906842624.0:  # 2**50
-                return False
-            m = <double>(<long long>(x + 0.5))
-            if m / POW10[k] == a:
-                break
-        else:
-            return False
-        u = <long long>m
-        nd = 0
-        while True:
-            digits[23 - nd] = <char>(48 + u % 10)
-            nd += 1
-            u //= 10
-            if u == 0:
-                break
-        if v < 0:
-            out[o] = b'-'
-            o += 1
-        if nd <= k:  # 0.00ddd
-            out[o] = b'0'
-            out[o + 1] = b'.'
-            o += 2
-            while nd < k:
-                digits[23 - nd] = b'0'
-                nd += 1
-        memcpy(out + o, digits + 24 - nd, nd - k)
-        o += nd - k
-        if 0 < k < nd:
-            out[o] = b'.'
-            o += 1
-        memcpy(out + o, digits + 24 - k, k)
-        o += k
-        if k == 0:
-            out[o] = b'.'
-            out[o + 1] = b'0'
-            o += 2
-        self.put(out, o)
-        return True
+        return self.put(out, java_double(v, out))
 
     cdef int put_char(self, str c) except -1:
         name = _NAMED_CHARS.get(c)

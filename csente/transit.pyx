@@ -30,10 +30,11 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from libc.math cimport fabs, floor, fma, isfinite, isnan, signbit
-from libc.stdint cimport uint32_t
+from libc.math cimport isfinite, isnan
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
+from csente.doubles cimport JAVA_DOUBLE_MAX, exact_double, java_double, scan_digits
 from csente.types cimport Char, Keyword, Symbol, TaggedValue, keyword, symbol
 
 from csente.types import DecodeError, FrozenDict, List
@@ -49,7 +50,6 @@ cdef extern from "Python.h":
     object PyUnicode_FromKindAndData(int kind, const void* buf, Py_ssize_t size)
     object PyUnicode_DecodeUTF8(const char* s, Py_ssize_t size, const char* errors)
     const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t* size) except NULL
-    char* PyOS_double_to_string(double val, char format_code, int precision, int flags, int* ptype) except NULL
     double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) except? -1.0
     long long PyLong_AsLongLongAndOverflow(object, int* overflow) except? -1
     int PyUnicode_4BYTE_KIND
@@ -216,168 +216,9 @@ cdef object _scalar_text(object o, type t, bint verbose):
     return None
 
 
-cdef double _P10[23]
-for _i in range(23):
-    _P10[_i] = 10.0 ** _i  # exact: every power of ten up to 1e22 is a double
-
-
-cdef Py_ssize_t _fixed_double(double d, char* out):
-    """Java's plain form of ``d`` for 1e-3 <= |d| < 1e7 when a short decimal is exact enough; 0 if not.
-
-    The fewest decimals k whose rounding ``m / 10**k`` converts back to ``d`` give the shortest digits (an
-    exact m over an exact power of ten divides correctly rounded, like the parser would); near a tie
-    between two candidates the general path decides.
-    """
-    cdef double a = fabs(d), p, m
-    cdef int k, j = 0, nd = 0, point
-    cdef unsigned long long im
-    cdef char tmp[24]
-    if not (1e-3 <= a < 1e7):
-        return 0
-    for k in range(16):
-        p = _P10[k]
-        m = floor(a * p + 0.5)
-        if m >= 9007199254740992.0:
-            return 0
-        if m / p == a:
-            if fabs(fabs(fma(a, p, -m)) - 0.5) < 1e-6:
-                return 0
-            im = <unsigned long long>m
-            while True:
-                tmp[nd] = <char>(c'0' + im % 10)
-                nd += 1
-                im //= 10
-                if im == 0:
-                    break
-            if d < 0:
-                out[j] = c'-'
-                j += 1
-            if nd <= k:  # 0.00ddd
-                out[j] = c'0'
-                out[j + 1] = c'.'
-                j += 2
-                for point in range(k - nd):
-                    out[j] = c'0'
-                    j += 1
-            while nd > 0:
-                nd -= 1
-                out[j] = tmp[nd]
-                j += 1
-                if nd == k:
-                    out[j] = c'.'
-                    j += 1
-            if k == 0:
-                out[j] = c'0'
-                j += 1
-            return j
-    return 0
-
-
-cdef Py_ssize_t _java_double(double d, char* out):
-    """Write ``d`` as Java's Double.toString does (shortest digits): 1.0, 1.0E300, 1.0E-5, 0.001."""
-    cdef Py_ssize_t fast = _fixed_double(d, out)
-    if fast:
-        return fast
-    cdef char digits[40]
-    cdef int nd = 0, intdigits = 0, exp = 0, lead = 0, end, x, k, j = 0, expsign = 1
-    cdef bint seen_point = False
-    cdef char* r
-    cdef char* p
-    if d == 0.0:
-        if signbit(d):
-            memcpy(out, b"-0.0", 4)
-            return 4
-        memcpy(out, b"0.0", 3)
-        return 3
-    r = PyOS_double_to_string(d, c'r', 0, 0, NULL)
-    p = r
-    if p[0] == c'-':
-        out[j] = c'-'
-        j += 1
-        p += 1
-    while p[0] != 0:
-        if c'0' <= p[0] <= c'9':
-            if nd < 39:
-                digits[nd] = p[0]
-                nd += 1
-            if not seen_point:
-                intdigits += 1
-        elif p[0] == c'.':
-            seen_point = True
-        elif p[0] == c'e' or p[0] == c'E':
-            p += 1
-            if p[0] == c'-':
-                expsign = -1
-                p += 1
-            elif p[0] == c'+':
-                p += 1
-            while c'0' <= p[0] <= c'9':
-                exp = exp * 10 + (p[0] - c'0')
-                p += 1
-            exp *= expsign
-            break
-        p += 1
-    PyMem_Free(r)
-    while lead < nd - 1 and digits[lead] == c'0':
-        lead += 1
-    x = intdigits - 1 - lead + exp  # the value is d.ddd * 10**x
-    end = nd
-    while end > lead + 1 and digits[end - 1] == c'0':
-        end -= 1
-    if -3 <= x < 7:
-        if x >= 0:
-            for k in range(x + 1):
-                out[j] = digits[lead + k] if lead + k < end else c'0'
-                j += 1
-            out[j] = c'.'
-            j += 1
-            if lead + x + 1 < end:
-                for k in range(lead + x + 1, end):
-                    out[j] = digits[k]
-                    j += 1
-            else:
-                out[j] = c'0'
-                j += 1
-        else:
-            out[j] = c'0'
-            out[j + 1] = c'.'
-            j += 2
-            for k in range(-x - 1):
-                out[j] = c'0'
-                j += 1
-            for k in range(lead, end):
-                out[j] = digits[k]
-                j += 1
-    else:
-        out[j] = digits[lead]
-        out[j + 1] = c'.'
-        j += 2
-        if end > lead + 1:
-            for k in range(lead + 1, end):
-                out[j] = digits[k]
-                j += 1
-        else:
-            out[j] = c'0'
-            j += 1
-        out[j] = c'E'
-        j += 1
-        if x < 0:
-            out[j] = c'-'
-            j += 1
-            x = -x
-        k = 1
-        while k * 10 <= x:
-            k *= 10
-        while k > 0:
-            out[j] = <char>(c'0' + (x // k) % 10)
-            j += 1
-            k //= 10
-    return j
-
-
 cdef str _java_double_str(double d):
-    cdef char buf[48]
-    cdef Py_ssize_t n = _java_double(d, buf)
+    cdef char buf[JAVA_DOUBLE_MAX]
+    cdef Py_ssize_t n = java_double(d, buf)
     return buf[:n].decode("ascii")
 
 
@@ -822,12 +663,12 @@ cdef class _JsonWriter:
         return self.put(c'"')
 
     cdef int double(self, double d, bint key) except -1:
-        cdef char buf[48]
+        cdef char buf[JAVA_DOUBLE_MAX]
         if not isfinite(d):
             return self.encoded(_special_double(d), key)
         if key:
             return self.encoded("~d" + _java_double_str(d), key)
-        return self.raw(buf, _java_double(d, buf))
+        return self.raw(buf, java_double(d, buf))
 
     cdef int handled(self, WriteHandler h, object o, bint key) except -1:
         if len(h.tag) == 1:
@@ -1484,10 +1325,10 @@ cdef class _Reader:
     cdef object number(self):
         """A JSON number: int, or float (exact fast path for up to 15 digits and small exponents)."""
         cdef const unsigned char* s = self.s
-        cdef Py_ssize_t i = self.i, n = self.n, start = self.i, intdigits = 0, fracdigits = 0
+        cdef Py_ssize_t i = self.i, n = self.n, start = self.i, digits, frac = 0
         cdef bint is_float = False, neg = False, exp_neg = False
-        cdef unsigned long long mant = 0
-        cdef int sig = 0, exp = 0, e10
+        cdef uint64_t mant = 0
+        cdef int sig = 0, exp = 0
         cdef double d
         cdef char* end
         if s[i] == ord("-"):
@@ -1495,35 +1336,20 @@ cdef class _Reader:
             i += 1
         if i < n and s[i] == ord("0"):
             i += 1
-            intdigits = 1
         else:
-            while i < n and ord("0") <= s[i] <= ord("9"):
-                if sig < 19:
-                    mant = mant * 10 + (s[i] - ord("0"))
-                    if mant:
-                        sig += 1
-                else:
-                    sig += 1
-                intdigits += 1
-                i += 1
-        if intdigits == 0:
-            self.tok = i
-            return self.fail("bad number")
-        if i < n and s[i] == ord("."):
-            is_float = True
-            i += 1
-            while i < n and ord("0") <= s[i] <= ord("9"):
-                if sig < 19:
-                    mant = mant * 10 + (s[i] - ord("0"))
-                    if mant:
-                        sig += 1
-                else:
-                    sig += 1
-                fracdigits += 1
-                i += 1
-            if fracdigits == 0:
+            digits = i
+            i = scan_digits(s, i, n, &mant, &sig)
+            if i == digits:
                 self.tok = i
                 return self.fail("bad number")
+        if i < n and s[i] == ord("."):
+            is_float = True
+            digits = i + 1
+            i = scan_digits(s, digits, n, &mant, &sig)
+            if i == digits:
+                self.tok = i
+                return self.fail("bad number")
+            frac = i - digits
         if i < n and (s[i] == ord("e") or s[i] == ord("E")):
             is_float = True
             i += 1
@@ -1546,10 +1372,7 @@ cdef class _Reader:
             except ValueError:  # beyond Python's digit limit for int()
                 self.tok = start
                 return self.fail("integer too long")
-        e10 = (-exp if exp_neg else exp) - fracdigits
-        if sig <= 15 and -22 <= e10 <= 22:
-            # both operands are exact, so IEEE arithmetic rounds exactly as a full parser would
-            d = <double>mant * _P10[e10] if e10 >= 0 else <double>mant / _P10[-e10]
+        if exact_double(mant, sig, (-exp if exp_neg else exp) - <int>frac, &d):
             return -d if neg else d
         return PyOS_string_to_double(<const char*>s + start, &end, NULL)  # sign included
 

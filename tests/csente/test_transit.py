@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from csente import edn
 from csente.transit import URI, WriteHandler, dumps, dumps_msgpack, loads, loads_msgpack
 from csente.types import Char, DecodeError, FrozenDict, Keyword, List, Symbol, TaggedValue
 from tests.vectors import same
@@ -156,6 +157,17 @@ def test_doubles_are_written_like_java() -> None:
     assert dumps([1.0, -0.0, 0.001, 1e-4, 1e7, 123456.789, 1e300, 2.5e-10, 0.1 + 0.2]) == (
         "[1.0,-0.0,0.001,1.0E-4,1.0E7,123456.789,1.0E300,2.5E-10,0.30000000000000004]"
     )
+    # 16 digits where two neighbours both read back: Java (and repr) take the nearer one
+    assert dumps([74529.87192246431, 8.465496743493455]) == "[74529.87192246431,8.465496743493455]"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False)
+       | st.builds(lambda m, k: m / 10**k, st.integers(-(10**16), 10**16), st.integers(0, 20)))
+def test_doubles_are_written_as_edn_writes_them(x: float) -> None:
+    # one Double.toString serves both codecs; test_edn_fuzz checks it against a reference
+    assert dumps([x]) == f"[{edn.dumps(x)}]"
+    assert dumps({x: 1}) == f'["^ ","~d{edn.dumps(x)}",1]'
 
 
 def test_strings_are_escaped_like_jackson() -> None:
@@ -411,6 +423,12 @@ def test_mutated_documents_only_ever_raise_decode_error(value: Any, data: st.Dat
             "truncate": doc[:pos],
         }[kind]
         _decodes_or_refuses(read, mutated)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(r"-?(0|[1-9][0-9]{0,19})(\.[0-9]{1,19})?([eE][-+]?[0-9]{1,3})?", fullmatch=True))
+def test_json_numbers_read_as_python_numbers(token: str) -> None:
+    assert same(loads(f"[{token}]")[0], int(token) if token.lstrip("-").isdigit() else float(token))
 
 
 def test_floats_read_exactly() -> None:
