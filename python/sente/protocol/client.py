@@ -34,7 +34,7 @@ from typing import Any, Literal
 from csente.types import DecodeError, Keyword
 
 from ..packers import Packer
-from .events import HANDSHAKE, TIMEOUT, WS_PING, WS_PONG, as_event, make_event
+from .events import BAD_EVENT, HANDSHAKE, TIMEOUT, WS_PING, WS_PONG, as_event, make_event
 
 log = logging.getLogger("sente.client")
 
@@ -395,7 +395,7 @@ class ClientCore:
             return
         for item in payload:
             event = as_event(item)
-            if isinstance(event[0], Keyword) and event[0].ns == "chsk":
+            if event[0] is not BAD_EVENT and event[0].ns == "chsk":
                 log.warning("ignored a :chsk/* event inside a batch (Sente asserts against it): %r", item)
                 continue
             self._emit(Receive(event))
