@@ -88,6 +88,7 @@ class ChannelSocketServer:
         self._default_handler: Handler | None = None
         self._ws: dict[Any, WsConnection | AsgiWebSocket] = {}
         self._http: dict[object, asyncio.Future[Response]] = {}
+        self._router: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._pump_scheduled = False
@@ -137,7 +138,15 @@ class ChannelSocketServer:
             yield await queue.get()
 
     def start_router(self, handler: Handler | None = None) -> Callable[[], None]:
-        """Route every event message to ``handler`` (default: the registered handlers); returns a stop function."""
+        """Route every event message to ``handler`` (default: the registered handlers); returns a stop function.
+
+        One router at a time reads the stream: calling this while one runs returns the running router's stop
+        function when no new ``handler`` is given, and raises RuntimeError otherwise.
+        """
+        if self._router is not None and not self._router.done():
+            if handler is not None:
+                raise RuntimeError("a router is already running; stop it before starting another")
+            return self.stop_router
         route = handler if handler is not None else self._route
         queue = self._queue()
 
@@ -151,12 +160,14 @@ class ChannelSocketServer:
                 except Exception:
                     log.exception("event handler failed for %r", msg.id)
 
-        task = asyncio.get_running_loop().create_task(run(), name="sente-router")
+        self._router = asyncio.get_running_loop().create_task(run(), name="sente-router")
+        return self.stop_router
 
-        def stop() -> None:
-            task.cancel()
-
-        return stop
+    def stop_router(self) -> None:
+        """Stop the running router, if any; unread event messages stay in the stream."""
+        if self._router is not None:
+            self._router.cancel()
+            self._router = None
 
     def _route(self, msg: EventMsg) -> Awaitable[None] | None:
         handler = self._handlers.get(msg.id, self._default_handler)
@@ -304,22 +315,37 @@ class ChannelSocketServer:
     # ------------------------------------------------------------------ ASGI
 
     def asgi(self, inner: AsgiApp | None = None) -> AsgiApp:
-        """An ASGI app serving Sente's path and passing every other request to ``inner`` (else 404)."""
+        """An ASGI app serving Sente's path and passing every other request to ``inner`` (else 404).
+
+        At lifespan startup it starts the router for handlers registered with :meth:`on` / :meth:`on_default`
+        (unless one runs already), then hands the lifespan to ``inner``.
+        """
 
         async def app(scope: Scope, receive: Receive, send: AsgiSend) -> None:
-            if scope["type"] in ("http", "websocket") and scope["path"] == self.path:
-                if scope["type"] == "http":
+            kind = scope["type"]
+            if kind in ("http", "websocket") and scope["path"] == self.path:
+                if kind == "http":
                     await self._ajax(scope, receive, send)
                 else:
                     await self._asgi_ws(scope, receive, send)
+            elif kind == "lifespan":
+                owns_router = self._router is None and (bool(self._handlers) or self._default_handler is not None)
+                if owns_router:
+                    self.start_router()
+                try:
+                    if inner is not None:
+                        await inner(scope, receive, send)
+                    else:
+                        while (await receive())["type"] != "lifespan.shutdown":
+                            await send({"type": "lifespan.startup.complete"})
+                        await send({"type": "lifespan.shutdown.complete"})
+                finally:
+                    if owns_router:
+                        self.stop_router()
             elif inner is not None:
                 await inner(scope, receive, send)
-            elif scope["type"] == "http":
+            elif kind == "http":
                 await send_response(send, Response(404, "Not Found"))
-            elif scope["type"] == "lifespan":
-                while (await receive())["type"] != "lifespan.shutdown":
-                    await send({"type": "lifespan.startup.complete"})
-                await send({"type": "lifespan.shutdown.complete"})
 
         return app
 

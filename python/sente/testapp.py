@@ -86,9 +86,6 @@ def app(packer: str = "edn", **options: Any) -> SenteApp:
     sente_app = chsk.asgi()
 
     async def routes(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(chsk, receive, send)
-            return
         if scope["type"] != "http":
             await sente_app(scope, receive, send)
             return
@@ -137,20 +134,6 @@ def _with_cookie(send: Send, set_cookie: list[tuple[str, str]]) -> Send:
         await send(message)
 
     return wrapped
-
-
-async def _lifespan(chsk: ChannelSocketServer, receive: Receive, send: Send) -> None:
-    stop = None
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            stop = chsk.start_router()
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            if stop is not None:
-                stop()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def _register_handlers(chsk: ChannelSocketServer) -> None:

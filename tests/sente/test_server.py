@@ -908,3 +908,38 @@ def test_max_ws_message_bytes_counts_utf8_bytes_not_characters(ws: str) -> None:
                     stop()
 
     run(test)
+
+
+def test_one_router_at_a_time_reads_the_stream():
+    async def main() -> None:
+        server = ChannelSocketServer()
+        stop = server.start_router(lambda msg: None)
+        assert server.start_router() == stop
+        with pytest.raises(RuntimeError):
+            server.start_router(lambda msg: None)
+        stop()
+        server.start_router(lambda msg: None)()
+
+    asyncio.run(main())
+
+
+def test_the_asgi_lifespan_starts_and_stops_the_router_of_registered_handlers():
+    async def main() -> None:
+        server = ChannelSocketServer()
+        server.on("test/x")(lambda msg: None)
+        messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+        sent: list[str] = []
+
+        async def receive() -> dict[str, str]:
+            await asyncio.sleep(0)
+            assert server._router is not None  # running while the app lives
+            return messages.pop(0)
+
+        async def send(message: dict[str, str]) -> None:
+            sent.append(message["type"])
+
+        await server.asgi()({"type": "lifespan"}, receive, send)
+        assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+        assert server._router is None
+
+    asyncio.run(main())
