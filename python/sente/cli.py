@@ -67,6 +67,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .client.probe import probe
+
+    headers = [tuple(h.split(":", 1)) for h in args.header]
+    return asyncio.run(probe(
+        args.url, uid=args.uid, type=args.type, event=args.send, timeout=args.timeout, token_url=args.token_url,
+        csrf_token=args.csrf_token, headers=[(k.strip(), v.strip()) for k, v in headers], trace=args.trace,
+    ))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sente", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -79,11 +91,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     for name in NUMERIC_OPTIONS:
         serve.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"server option {name}")
+    probe = sub.add_parser("probe", help="connect as a Sente client, print the handshake and the wire transcript")
+    probe.add_argument("url", metavar="URL", help="the Sente endpoint, e.g. http://127.0.0.1:8090/chsk")
+    probe.add_argument("--uid", help="sent as the uid param (and to --token-url)")
+    probe.add_argument("--type", choices=["auto", "ws", "ajax"], default="auto")
+    probe.add_argument("--send", metavar="EDN", help="an event to send, e.g. '[:test/echo {:a 1}]'; prints the reply")
+    probe.add_argument("--timeout", type=float, default=5.0, help="seconds for the handshake and the reply")
+    probe.add_argument("--token-url", help="GET this first: body = CSRF token, Set-Cookie = session")
+    probe.add_argument("--csrf-token")
+    probe.add_argument("-H", "--header", action="append", default=[], help="'Name: value', repeatable")
+    probe.add_argument("--trace", action="store_true", help="also log at DEBUG level (sente.client.wire...)")
     args = parser.parse_args(argv)
     if args.command in (None, "roundtrip"):
         return roundtrip()
     if args.command == "serve":
         return _serve(args)
+    if args.command == "probe":
+        return _probe(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits first
     return 2
 
