@@ -26,7 +26,8 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy
 
-from csente.doubles cimport JAVA_DOUBLE_MAX, exact_double, java_double, scan_digits
+from csente.numbers cimport (JAVA_DOUBLE_MAX, LONG_MAX_TEXT, exact_double, java_double, scan_digits,
+                             write_long)
 from csente.types cimport Char, Keyword, Symbol, TaggedValue, keyword, symbol
 
 from csente.types import DecodeError, FrozenDict, List
@@ -404,29 +405,25 @@ cdef class _Reader:
                 self.fail(f"Invalid keyword: :{self.text(a, self.i)}.", start)
         return _cache_keyword(s + a, self.i - a, keyword(self.text(a, self.i)))
 
-    cdef object read_vector(self, Py_ssize_t start, int depth, bint hashable):
+    cdef list read_items(self, Py_ssize_t start, int depth, bint hashable, int close, str kind, bint pairs):
+        """The forms up to the ``close`` delimiter; with ``pairs`` (a map's) every other one is a key."""
         cdef list items = []
         if depth >= self.max_depth:
             self.too_deep(start)
         while True:
-            x = self.read(depth + 1, hashable, b']')
+            x = self.read(depth + 1, hashable or (pairs and len(items) % 2 == 0), close)
             if x is _END:
-                return PyList_AsTuple(items) if hashable else items
+                return items
             if x is _EOF:
-                self.fail(f"Unexpected EOF while reading item {len(items)} of vector.", self.n)
+                self.fail(f"Unexpected EOF while reading item {len(items)} of {kind}.", self.n)
             PyList_Append(items, x)
 
+    cdef object read_vector(self, Py_ssize_t start, int depth, bint hashable):
+        items = self.read_items(start, depth, hashable, b']', "vector", False)
+        return PyList_AsTuple(items) if hashable else items
+
     cdef object read_list(self, Py_ssize_t start, int depth, bint hashable):
-        cdef list items = []
-        if depth >= self.max_depth:
-            self.too_deep(start)
-        while True:
-            x = self.read(depth + 1, hashable, b')')
-            if x is _END:
-                return List(items)
-            if x is _EOF:
-                self.fail(f"Unexpected EOF while reading item {len(items)} of list.", self.n)
-            PyList_Append(items, x)
+        return List(self.read_items(start, depth, hashable, b')', "list", False))
 
     cdef object read_set(self, Py_ssize_t start, int depth):
         cdef object items = set()
@@ -464,16 +461,7 @@ cdef class _Reader:
 
     cdef list read_pairs(self, Py_ssize_t start, int depth, bint hashable, str kind):
         """The forms of a map literal up to the closing brace, as [key, value, key, value...]."""
-        cdef list items = []
-        if depth >= self.max_depth:
-            self.too_deep(start)
-        while True:
-            x = self.read(depth + 1, len(items) % 2 == 0 or hashable, b'}')
-            if x is _END:
-                break
-            if x is _EOF:
-                self.fail(f"Unexpected EOF while reading item {len(items)} of {kind}.", self.n)
-            PyList_Append(items, x)
+        cdef list items = self.read_items(start, depth, hashable, b'}', kind, True)
         if len(items) % 2:
             self.fail(f"The map literal starting with {_pr(items[0])} contains {len(items)} form(s). "
                       "Map literals must contain an even number of forms.", start)
@@ -1179,19 +1167,10 @@ cdef class _Writer:
         return 0
 
     cdef int put_long(self, long long v) except -1:
-        cdef char digits[24]
-        cdef int k = 24
-        cdef unsigned long long u = <unsigned long long>(-v) if v < 0 else <unsigned long long>v
-        while True:
-            k -= 1
-            digits[k] = <char>(48 + u % 10)
-            u //= 10
-            if u == 0:
-                break
-        if v < 0:
-            k -= 1
-            digits[k] = b'-'
-        return self.put(digits + k, 24 - k)
+        if self.len + LONG_MAX_TEXT > self.cap:
+            self.reserve(LONG_MAX_TEXT)
+        self.len += write_long(v, self.buf + self.len)
+        return 0
 
     cdef int put_int(self, object x) except -1:
         cdef int overflow

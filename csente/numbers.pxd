@@ -1,13 +1,14 @@
-# Doubles as the JVM writes and reads them, shared by the edn and transit codecs.
+# Numbers as the JVM writes and reads them, shared by the edn and transit codecs.
 #
 # Inline functions over the caller's char buffer: a .pxd with no .pyx, so each codec compiles its own copy
-# and there is no extra module (or call) between them. Writing is Java's Double.toString (shortest
-# round-trip digits, plain notation for 1e-3 <= |d| < 1e7, else d.dddE[-]x); reading has the exact fast
-# path for short decimals (Clinger's: at most 15 significant digits and a power of ten up to 22).
+# and there is no extra module (or call) between them. Writing: a long's decimal digits, and Java's
+# Double.toString (shortest round-trip digits, plain notation for 1e-3 <= |d| < 1e7, else d.dddE[-]x).
+# Reading: the digit scanner and the exact fast path for short decimals (Clinger's: at most 15
+# significant digits and a power of ten up to 22).
 
 from libc.math cimport fabs, signbit
 from libc.stdint cimport uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 cdef extern from "Python.h":
     char* PyOS_double_to_string(double, char, int, int, int*) except NULL
@@ -22,9 +23,32 @@ cdef extern from *:
     """
     const double POW10 "csente_pow10"[23]
 
-# The longest text java_double writes: "-" 17 digits "." "E-324", with room to spare.
 cdef enum:
-    JAVA_DOUBLE_MAX = 32
+    LONG_MAX_TEXT = 20     # the longest text write_long writes: "-9223372036854775808"
+    JAVA_DOUBLE_MAX = 32   # the longest java_double writes, "-" 17 digits "." "E-324", with room to spare
+
+
+cdef inline char* _digits_before(unsigned long long u, char* end) noexcept:
+    """Writes the decimal digits of ``u`` so that they end just before ``end``; where they start."""
+    while True:
+        end -= 1
+        end[0] = <char>(48 + u % 10)
+        u //= 10
+        if u == 0:
+            return end
+
+
+cdef inline int write_long(long long v, char* out) noexcept:
+    """The decimal text of ``v`` into ``out`` (LONG_MAX_TEXT bytes); its length."""
+    cdef char tmp[LONG_MAX_TEXT]
+    cdef char* start
+    if v < 0:
+        start = _digits_before(0 - <unsigned long long>v, tmp + LONG_MAX_TEXT) - 1  # right for -2**63 too
+        start[0] = b'-'
+    else:
+        start = _digits_before(<unsigned long long>v, tmp + LONG_MAX_TEXT)
+    memcpy(out, start, tmp + LONG_MAX_TEXT - start)
+    return <int>(tmp + LONG_MAX_TEXT - start)
 
 
 cdef inline int _short_decimal(double v, char* out) noexcept:
@@ -35,9 +59,9 @@ cdef inline int _short_decimal(double v, char* out) noexcept:
     at most one integer, so this is the shortest form, the one repr and Java find.
     """
     cdef double a = fabs(v), x, m
-    cdef int k, nd = 0, o = 0
-    cdef char digits[24]
-    cdef long long u
+    cdef int k, nd, o = 0
+    cdef char buf[LONG_MAX_TEXT]
+    cdef char* digits
     for k in range(16):
         x = a * POW10[k]
         if x >= 1125899906842624.0:  # 2**50
@@ -47,13 +71,8 @@ cdef inline int _short_decimal(double v, char* out) noexcept:
             break
     else:
         return 0
-    u = <long long>m
-    while True:
-        digits[23 - nd] = <char>(48 + u % 10)
-        nd += 1
-        u //= 10
-        if u == 0:
-            break
+    digits = _digits_before(<unsigned long long>m, buf + LONG_MAX_TEXT)
+    nd = <int>(buf + LONG_MAX_TEXT - digits)
     if v < 0:
         out[o] = b'-'
         o += 1
@@ -61,21 +80,18 @@ cdef inline int _short_decimal(double v, char* out) noexcept:
         out[o] = b'0'
         out[o + 1] = b'.'
         o += 2
-        while nd < k:
-            digits[23 - nd] = b'0'
-            nd += 1
-    memcpy(out + o, digits + 24 - nd, nd - k)
+        memset(out + o, b'0', k - nd)
+        o += k - nd
+        memcpy(out + o, digits, nd)
+        return o + nd
+    memcpy(out + o, digits, nd - k)  # ddd.ddd or ddd.0
     o += nd - k
-    if 0 < k < nd:
-        out[o] = b'.'
-        o += 1
-    memcpy(out + o, digits + 24 - k, k)
-    o += k
+    out[o] = b'.'
     if k == 0:
-        out[o] = b'.'
         out[o + 1] = b'0'
-        o += 2
-    return o
+        return o + 2
+    memcpy(out + o + 1, digits + nd - k, k)
+    return o + 1 + k
 
 
 cdef inline int java_double(double v, char* out) except -1:
@@ -85,7 +101,7 @@ cdef inline int java_double(double v, char* out) except -1:
     """
     cdef char* r
     cdef char digits[32]
-    cdef int nd = 0, point = 0, exp = 0, k = 0, j, lead = 0, x
+    cdef int nd = 0, point = 0, exp = 0, k = 0, j, lead = 0
     cdef bint seen_point = False, neg_exp = False
     if v == 0:
         if signbit(v):
@@ -161,20 +177,7 @@ cdef inline int java_double(double v, char* out) except -1:
         out[k] = digits[j]
         k += 1
     out[k] = b'E'
-    k += 1
-    x = point - 1
-    if x < 0:
-        out[k] = b'-'
-        k += 1
-        x = -x
-    j = 1
-    while j * 10 <= x:
-        j *= 10
-    while j > 0:
-        out[k] = <char>(48 + (x // j) % 10)
-        k += 1
-        j //= 10
-    return k
+    return k + 1 + write_long(point - 1, out + k + 1)
 
 
 cdef inline Py_ssize_t scan_digits(const unsigned char* s, Py_ssize_t i, Py_ssize_t n, uint64_t* mant,

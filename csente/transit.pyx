@@ -34,7 +34,8 @@ from libc.math cimport isfinite, isnan
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
-from csente.doubles cimport JAVA_DOUBLE_MAX, exact_double, java_double, scan_digits
+from csente.numbers cimport (JAVA_DOUBLE_MAX, LONG_MAX_TEXT, exact_double, java_double, scan_digits,
+                             write_long)
 from csente.types cimport Char, Keyword, Symbol, TaggedValue, keyword, symbol
 
 from csente.types import DecodeError, FrozenDict, List
@@ -226,29 +227,6 @@ cdef inline str _special_double(double d):
     if isnan(d):
         return "~zNaN"
     return "~zINF" if d > 0 else "~z-INF"
-
-
-cdef inline Py_ssize_t _write_int(long long v, char* out):
-    cdef char tmp[24]
-    cdef int n = 0, j = 0
-    cdef unsigned long long u
-    if v < 0:
-        out[j] = c'-'
-        j += 1
-        u = <unsigned long long>(-(v + 1)) + 1
-    else:
-        u = <unsigned long long>v
-    while True:
-        tmp[n] = <char>(c'0' + u % 10)
-        n += 1
-        u //= 10
-        if u == 0:
-            break
-    while n > 0:
-        n -= 1
-        out[j] = tmp[n]
-        j += 1
-    return j
 
 
 cdef WriteHandler _handler_for(dict handlers, object o):
@@ -649,13 +627,13 @@ cdef class _JsonWriter:
     cdef int integer(self, object o, bint key) except -1:
         cdef int overflow = 0
         cdef long long v = PyLong_AsLongLongAndOverflow(o, &overflow)
-        cdef char buf[24]
+        cdef char buf[LONG_MAX_TEXT]
         cdef Py_ssize_t k
         if overflow:
             return self.encoded("~n" + str(o), key)
         if key:
             return self.encoded("~i" + str(o), key)
-        k = _write_int(v, buf)
+        k = write_long(v, buf)
         if -JSON_INT_MAX <= v <= JSON_INT_MAX:
             return self.raw(buf, k)
         self.raw(b'"~i', 3)
