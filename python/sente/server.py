@@ -314,16 +314,20 @@ class ChannelSocketServer:
 
     # ------------------------------------------------------------------ ASGI
 
-    def asgi(self, inner: AsgiApp | None = None) -> AsgiApp:
+    def asgi(self, inner: AsgiApp | None = None, *, csrf_token_path: str | None = None) -> AsgiApp:
         """An ASGI app serving Sente's path and passing every other request to ``inner`` (else 404).
 
         At lifespan startup it starts the router for handlers registered with :meth:`on` / :meth:`on_default`
-        (unless one runs already), then hands the lifespan to ``inner``.
+        (unless one runs already), then hands the lifespan to ``inner``. With ``csrf_token_path``, a GET there
+        answers the session's CSRF token as text and sets the session cookie when the session is new: how a
+        page (or a Python client) gets the token it must present.
         """
 
         async def app(scope: Scope, receive: Receive, send: AsgiSend) -> None:
             kind = scope["type"]
-            if kind in ("http", "websocket") and scope["path"] == self.path:
+            if kind == "http" and csrf_token_path is not None and scope["path"] == csrf_token_path:
+                await self._send_csrf_token(scope, send)
+            elif kind in ("http", "websocket") and scope["path"] == self.path:
                 if kind == "http":
                     await self._ajax(scope, receive, send)
                 else:
@@ -348,6 +352,12 @@ class ChannelSocketServer:
                 await send_response(send, Response(404, "Not Found"))
 
         return app
+
+    async def _send_csrf_token(self, scope: Scope, send: AsgiSend) -> None:
+        session, set_cookie = self.sessions.get_or_create(request_from_scope(scope).cookies)
+        token = self.sessions.csrf_token(session)
+        headers = [("Cache-Control", "no-store")] + ([("Set-Cookie", set_cookie)] if set_cookie else [])
+        await send_response(send, Response(200, token, (("Content-Type", "text/plain; charset=utf-8"),)), headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
         await self.asgi()(scope, receive, send)

@@ -26,6 +26,7 @@ import uvicorn
 from sente import edn
 from sente.app import SenteApp
 from sente.edn import Keyword
+from sente.protocol.requests import Request
 from sente.protocol.server import EventMsg
 from sente.serve import uvicorn_config
 from sente.server import AsgiApp, ChannelSocketServer, ConnectedUids
@@ -941,5 +942,32 @@ def test_the_asgi_lifespan_starts_and_stops_the_router_of_registered_handlers():
         await server.asgi()({"type": "lifespan"}, receive, send)
         assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
         assert server._router is None
+
+    asyncio.run(main())
+
+
+def test_the_csrf_token_route_hands_out_the_session_token_a_request_must_present():
+    async def main() -> None:
+        server = ChannelSocketServer()
+        app = server.asgi(csrf_token_path="/csrf-token")
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app({"type": "http", "method": "GET", "path": "/csrf-token", "headers": []}, receive, send)
+        headers = dict(sent[0]["headers"])
+        token = sent[1]["body"].decode()
+        cookie = headers[b"Set-Cookie"].decode().split(";")[0]
+        assert sent[0]["status"] == 200 and token and headers[b"Cache-Control"] == b"no-store"
+        request = Request(
+            "GET", "/chsk", query=[("client-id", "c1"), ("csrf-token", token)], cookies=dict([cookie.split("=", 1)])
+        )
+        assert server.core.ws_accept(server._with_session(request)) is None
+        request.query = [("client-id", "c1"), ("csrf-token", "forged")]
+        assert server.core.ws_accept(server._with_session(request)) is not None
 
     asyncio.run(main())
