@@ -12,8 +12,10 @@ import datetime as dt
 import json
 import math
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,34 @@ def _named(desc: dict[str, Any], key: str) -> str:
     return f"{desc['ns']}/{desc[key]}" if "ns" in desc else str(desc[key])
 
 
-def from_json(desc: Any, hashable: bool = False) -> Any:
-    """The Python value for a tagged JSON description; ``hashable`` where Python needs one (keys, members)."""
+class InOrder(frozenset[Any]):
+    """A frozenset that iterates in a given order: the order the JVM's hash set printed its members."""
+
+    order: list[Any]
+
+    def __new__(cls, items: Iterable[Any]) -> InOrder:
+        items = list(items)
+        made = super().__new__(cls, items)
+        made.order = items
+        return made
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.order)
+
+
+def from_json(
+    desc: Any,
+    hashable: bool = False,
+    *,
+    in_order: bool = False,
+    extra: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> Any:
+    """The Python value for a tagged JSON description; ``hashable`` where Python needs one (keys, members).
+
+    ``in_order`` makes sets InOrder, iterating as the description lists them (the order the JVM printed);
+    ``extra`` maps further description keys to the type a codec reads them as (transit's ``{"uri": URI}``).
+    """
+    again = partial(from_json, in_order=in_order, extra=extra)
     if desc is None or isinstance(desc, (bool, str)):
         return desc
     assert isinstance(desc, dict), desc
@@ -59,23 +87,27 @@ def from_json(desc: Any, hashable: bool = False) -> Any:
     if "sym" in desc:
         return Symbol(_named(desc, "sym"))
     if "list" in desc:
-        return List(from_json(x, True) if hashable else from_json(x) for x in desc["list"])
+        return List(again(x, hashable) for x in desc["list"])
     if "vec" in desc:
-        items = [from_json(x, hashable) for x in desc["vec"]]
+        items = [again(x, hashable) for x in desc["vec"]]
         return tuple(items) if hashable else items
     if "set" in desc:
-        return frozenset(from_json(x, True) for x in desc["set"])
+        members = (again(x, True) for x in desc["set"])
+        return InOrder(members) if in_order else frozenset(members)
     if "map" in desc:
-        pairs = ((from_json(k, True), from_json(v, hashable)) for k, v in desc["map"])
+        pairs = ((again(k, True), again(v, hashable)) for k, v in desc["map"])
         return FrozenDict(pairs) if hashable else dict(pairs)
     if "uuid" in desc:
         return uuid.UUID(desc["uuid"])
     if "inst" in desc:
         return dt.datetime.fromisoformat(desc["inst"].replace("Z", "+00:00"))
     if "tagged" in desc:
-        return TaggedValue(desc["tagged"], from_json(desc["value"], hashable))
+        return TaggedValue(desc["tagged"], again(desc["value"], hashable))
     if "bytes_b64" in desc:
         return base64.b64decode(desc["bytes_b64"])
+    for key, make in (extra or {}).items():
+        if key in desc:
+            return make(desc[key])
     raise Unsupported(json.dumps(desc))
 
 

@@ -14,14 +14,14 @@ Every value or outcome our mapping cannot reproduce is listed below with what we
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from csente.edn import dumps, loads
-from csente.types import DecodeError, FrozenDict, List, TaggedValue
+from csente.types import DecodeError
 from tests.vectors import Unsupported, from_json, load_cases, same
 
 VALUES = load_cases("edn/values.json")
@@ -80,39 +80,6 @@ READ_DEVIATIONS = {
 }
 
 
-class InOrder(frozenset[Any]):
-    """A frozenset that iterates in a given order: the order Clojure's hash set printed its members."""
-
-    order: list[Any]
-
-    def __new__(cls, items: Iterable[Any]) -> InOrder:
-        items = list(items)
-        made = super().__new__(cls, items)
-        made.order = items
-        return made
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.order)
-
-
-def in_order(desc: Any, hashable: bool = False) -> Any:
-    """``from_json``, with sets that iterate in the order the description lists them."""
-    if isinstance(desc, dict):
-        if "set" in desc:
-            return InOrder(in_order(x, True) for x in desc["set"])
-        if "vec" in desc:
-            items = [in_order(x, hashable) for x in desc["vec"]]
-            return tuple(items) if hashable else items
-        if "list" in desc:
-            return List(in_order(x, hashable) for x in desc["list"])
-        if "map" in desc:
-            pairs = ((in_order(k, True), in_order(v, hashable)) for k, v in desc["map"])
-            return FrozenDict(pairs) if hashable else dict(pairs)
-        if "tagged" in desc:
-            return TaggedValue(desc["tagged"], in_order(desc["value"], hashable))
-    return from_json(desc, hashable)
-
-
 def same_text_but_double_digits(ours: str, clojure: str) -> bool:
     """Equal, or equal once every double is replaced by the float it reads as."""
 
@@ -133,7 +100,8 @@ def test_dumps_prints_like_pr_str(case: dict[str, Any]) -> None:
         with pytest.raises((Unsupported, ValueError)):
             from_json(case["json"])
         return
-    value = in_order(case["json"]) if deviation is None or deviation.value is DESCRIBED else deviation.value
+    described = deviation is None or deviation.value is DESCRIBED
+    value = from_json(case["json"], in_order=True) if described else deviation.value
     for namespace_maps, key in ((False, "edn"), (True, "edn_print_namespace_maps")):
         expected = case.get(key, case["edn"])
         if deviation is not None:
@@ -150,7 +118,7 @@ def test_dumps_of_plain_value_differs_only_in_set_order(case: dict[str, Any]) ->
     except (Unsupported, ValueError):
         assert case["id"] in VALUE_DEVIATIONS, "a value with no Python counterpart must be listed"
         return
-    assert sorted(dumps(value)) == sorted(dumps(in_order(case["json"])))
+    assert sorted(dumps(value)) == sorted(dumps(from_json(case["json"], in_order=True)))
 
 
 @pytest.mark.parametrize("case", READ_BACK, ids=ids(READ_BACK))

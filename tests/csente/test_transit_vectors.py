@@ -8,13 +8,11 @@ order transit-clj printed; everything else is the plain value ``from_json`` buil
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
 
 from csente.transit import URI, dumps, loads
-from csente.types import FrozenDict, List, TaggedValue
 from tests.vectors import Unsupported, from_json, load_cases, same
 
 CASES = load_cases("transit/transit-json.json")
@@ -25,40 +23,9 @@ CASES = load_cases("transit/transit-json.json")
 DEVIATIONS: dict[str, tuple[Any, str]] = {}
 
 
-class InOrder(frozenset[Any]):
-    """A frozenset that iterates in a given order: the order transit-clj's hash set printed its members."""
-
-    order: list[Any]
-
-    def __new__(cls, items: Iterable[Any]) -> InOrder:
-        items = list(items)
-        made = super().__new__(cls, items)
-        made.order = items
-        return made
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.order)
-
-
-def value_of(desc: Any, hashable: bool = False, in_order: bool = False) -> Any:
+def value_of(desc: Any, in_order: bool = False) -> Any:
     """``from_json``, plus java.net.URI; ``in_order`` makes sets iterate in the order the description lists."""
-    if isinstance(desc, dict):
-        if "set" in desc:
-            members = (value_of(x, True, in_order) for x in desc["set"])
-            return InOrder(members) if in_order else frozenset(members)
-        if "vec" in desc:
-            items = [value_of(x, hashable, in_order) for x in desc["vec"]]
-            return tuple(items) if hashable else items
-        if "list" in desc:
-            return List(value_of(x, hashable, in_order) for x in desc["list"])
-        if "map" in desc:
-            pairs = ((value_of(k, True, in_order), value_of(v, hashable, in_order)) for k, v in desc["map"])
-            return FrozenDict(pairs) if hashable else dict(pairs)
-        if "tagged" in desc:
-            return TaggedValue(desc["tagged"], value_of(desc["value"], hashable, in_order))
-        if "uri" in desc:
-            return URI(desc["uri"])
-    return from_json(desc, hashable)
+    return from_json(desc, in_order=in_order, extra={"uri": URI})
 
 
 def expected_read(case: dict[str, Any]) -> Any:
