@@ -1490,8 +1490,22 @@ cdef class _Reader:
             self.fail(f"nesting deeper than max_depth={self.max_depth}")
         return 0
 
-    cdef object array(self, bint hashable, int depth):
+    cdef inline bint next_item(self, unsigned char close, str what) except -1:
+        """After an item of an array or object: True at ',' (another follows), False at its ``close``."""
         cdef unsigned char c
+        self.ws()
+        self.tok = self.i
+        if self.i >= self.n:
+            self.fail(f"truncated input: unterminated {what}")
+        c = self.s[self.i]
+        self.i += 1
+        if c == ord(","):
+            return True
+        if c != close:
+            self.fail(f"expected ',' or '{chr(close)}' in {what}")
+        return False
+
+    cdef object array(self, bint hashable, int depth):
         self.deeper(depth)
         self.i += 1
         self.ws()
@@ -1507,41 +1521,20 @@ cdef class _Reader:
             self.expect(ord("]"), "']' closing a tagged value")
             return v
         items = [first]
-        while True:
-            self.ws()
-            self.tok = self.i
-            if self.i >= self.n:
-                return self.fail("truncated input: unterminated array")
-            c = self.s[self.i]
-            self.i += 1
-            if c == ord(","):
-                items.append(self.value(False, hashable, False, depth))
-            elif c == ord("]"):
-                return tuple(items) if hashable else items
-            else:
-                return self.fail("expected ',' or ']' in array")
+        while self.next_item(ord("]"), "array"):
+            items.append(self.value(False, hashable, False, depth))
+        return tuple(items) if hashable else items
 
     cdef object map_rest(self, bint hashable, int depth):
-        cdef unsigned char c
         m = {}
-        while True:
-            self.ws()
-            self.tok = self.i
-            if self.i >= self.n:
-                return self.fail("truncated input: unterminated map")
-            c = self.s[self.i]
-            self.i += 1
-            if c == ord("]"):
-                return FrozenDict(m) if hashable else m
-            if c != ord(","):
-                return self.fail("expected ',' or ']' in map")
+        while self.next_item(ord("]"), "map"):
             k = self.value(True, True, False, depth)
             self.expect(ord(","), "a value for the map key")
             m[k] = self.value(False, hashable, False, depth)
+        return FrozenDict(m) if hashable else m
 
     cdef object tagged(self, str tag, bint hashable, int depth):
         cdef RepMode mode = _rep_mode(tag)
-        cdef unsigned char c
         if mode == REP_CMAP:
             self.ws()
             self.tok = self.i
@@ -1557,16 +1550,8 @@ cdef class _Reader:
                 while True:
                     # cmap keys are array items to the cache: never in map-key position
                     flat.append(self.value(False, len(flat) % 2 == 0 or hashable, False, depth + 1))
-                    self.ws()
-                    self.tok = self.i
-                    if self.i >= self.n:
-                        return self.fail("truncated input: unterminated array")
-                    c = self.s[self.i]
-                    self.i += 1
-                    if c == ord("]"):
+                    if not self.next_item(ord("]"), "array"):
                         break
-                    if c != ord(","):
-                        return self.fail("expected ',' or ']' in array")
             rep = flat
         else:
             self.ws()
@@ -1576,7 +1561,6 @@ cdef class _Reader:
         return self.finish(tag, rep, hashable)
 
     cdef object obj(self, bint hashable, int depth):
-        cdef unsigned char c
         self.deeper(depth)
         self.i += 1
         self.ws()
@@ -1600,16 +1584,8 @@ cdef class _Reader:
             first = False
             self.expect(ord(":"), "':' after a key")
             m[k] = self.value(False, hashable, False, depth)
-            self.ws()
-            self.tok = self.i
-            if self.i >= self.n:
-                return self.fail("truncated input: unterminated object")
-            c = self.s[self.i]
-            self.i += 1
-            if c == ord("}"):
+            if not self.next_item(ord("}"), "object"):
                 return FrozenDict(m) if hashable else m
-            if c != ord(","):
-                return self.fail("expected ',' or '}' in object")
 
     # -- msgpack (already unpacked by msgspec) -------------------------------------------------
 
@@ -1676,6 +1652,12 @@ cdef _Reader _reader(handlers, max_depth):
     return r
 
 
+cdef int _fits(Py_ssize_t size, Py_ssize_t max_size) except -1:
+    if size > max_size:
+        raise DecodeError(f"input longer than max_size={max_size}", max_size)
+    return 0
+
+
 def loads(data, *, handlers=None, int max_depth=256, Py_ssize_t max_size=64 * 1024 * 1024):
     """The value of transit-json or json-verbose text (str or UTF-8 bytes); DecodeError if it is not valid.
 
@@ -1687,8 +1669,7 @@ def loads(data, *, handlers=None, int max_depth=256, Py_ssize_t max_size=64 * 10
     cdef const char* utf8
     is_text = isinstance(data, str)
     if is_text:
-        if len(data) > max_size:
-            raise DecodeError(f"input longer than max_size={max_size}", max_size)
+        _fits(len(data), max_size)
         try:
             utf8 = PyUnicode_AsUTF8AndSize(data, &size)
         except UnicodeEncodeError as e:
@@ -1700,8 +1681,7 @@ def loads(data, *, handlers=None, int max_depth=256, Py_ssize_t max_size=64 * 10
         size = PyBytes_GET_SIZE(r.src)
     else:
         raise TypeError(f"transit loads reads str or bytes, not {type(data).__name__}")
-    if size > max_size:
-        raise DecodeError(f"input longer than max_size={max_size}", max_size)
+    _fits(size, max_size)
     r.s = <const unsigned char*>utf8
     r.n = size
     r.i = 0
@@ -1724,8 +1704,7 @@ def loads_msgpack(data, *, handlers=None, int max_depth=256, Py_ssize_t max_size
     cdef _Reader r = _reader(handlers, max_depth)
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"transit loads_msgpack reads bytes, not {type(data).__name__}")
-    if len(data) > max_size:
-        raise DecodeError(f"input longer than max_size={max_size}", max_size)
+    _fits(len(data), max_size)
     try:
         raw = _MSGPACK_DECODER.decode(data)
     except RecursionError:
