@@ -106,6 +106,10 @@ class ServerThread:
             try:
                 loop.run_until_complete(self.server.serve(sockets=[self.sock]))
             finally:
+                pending = asyncio.all_tasks(loop)  # held polls, writers: end them before the loop goes
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.close()
         except BaseException as e:
             self.error = e
