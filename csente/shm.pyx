@@ -39,7 +39,11 @@ reused by later inserts.
 Dead workers. Each step a worker takes is a single atomic word write, so a worker that dies between two
 of them leaves at worst its own column and its own holder bit disagreeing; ``reclaim_worker`` zeroes the
 column, clears the bit (tombstoning the slot if that emptied it) and reports the uids that left the whole
-broker. A uid whose bit was never set was never reported as open, so nothing is reported for it.
+broker. A uid whose bit was never set was never reported as open, so nothing is reported for it. A worker
+that dies after setting the bit but before its caller fired the open is indistinguishable from one that
+died just after: reclaim reports the close (a close without an open is the harmless side to err on).
+The ``live`` counter behind the capacity cap is bumped after an insert commits and decremented with
+saturation, so a crash can only make it undercount by one per crash.
 
 Rings: per-worker inboxes made of single-producer lanes. Every inbox has one lane per producer (each
 worker, and the supervisor). A producer writes the record into free space and then commits it with one
@@ -232,6 +236,12 @@ cdef inline bint _pow2(uint64_t n) noexcept nogil:
 
 cdef inline bint _pid_dead(uint64_t pid) noexcept:
     return pid == 0 or (kill(<int>pid, 0) != 0 and errno == ESRCH)
+
+
+cdef inline void _dec_saturating(uint64_t* p) noexcept:
+    cdef uint64_t v = cs_ld_rlx(p)
+    while v != 0 and not cs_cas(p, &v, v - 1):
+        pass
 
 
 def _paths(str directory, str name):
@@ -613,8 +623,9 @@ cdef class SharedState:
         (<uint32_t*>(sp + S_KLEN))[0] = klen
         memcpy(sp + S_KEY, k, klen)
         self._crash(3)
-        cs_add(<uint64_t*>(self._base + H_LIVE), 1)
         cs_st_rel(<uint64_t*>sp, m | (ST_LIVE << 62) | (1ULL << self._index))
+        # after the store: a crash between the two undercounts by one (the cap is soft), never over
+        cs_add(<uint64_t*>(self._base + H_LIVE), 1)
         return <int64_t>target
 
     cdef int _key(self, object key, const unsigned char** kp, uint32_t* klen) except -1:
@@ -714,7 +725,7 @@ cdef class SharedState:
                 nm = (m & GEN_MASK) | (ST_TOMB << 62)
             if cs_cas(mp, &m, nm):
                 if (nm >> 62) == ST_TOMB:
-                    cs_add(<uint64_t*>(self._base + H_LIVE), <uint64_t>-1)
+                    _dec_saturating(<uint64_t*>(self._base + H_LIVE))
                     return True
                 return False
         return False
