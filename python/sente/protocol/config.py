@@ -62,8 +62,8 @@ class ServerConfig:
     max_outbound_bytes: int = 8 * 1024 * 1024
     """Slow-consumer cap: a WebSocket holding more unsent bytes is closed with ``slow_consumer_close_code``."""
     slow_consumer_close_code: int = 1008
-    max_pending_events: int = 1_000
-    """Cap on events waiting for one client with no live channel; the oldest are dropped beyond it."""
+    max_pending_batches: int = 100
+    """Cap on batches waiting for one client with no live channel; the oldest are dropped beyond it."""
 
     def __post_init__(self) -> None:
         if not 0 < self.lp_timeout_ms < 60_000:

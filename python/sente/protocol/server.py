@@ -28,6 +28,7 @@ from typing import Any, Literal
 from csente.types import DecodeError
 
 from ..packers import Packer
+from .backplane import Backplane, LocalBackplane
 from .config import Response, ServerConfig
 from .events import (
     ALL_USERS_WITHOUT_UID,
@@ -50,6 +51,7 @@ from .security import NO_CLIENT_ID, rejection
 log = logging.getLogger("sente.server")
 
 Transport = Literal["ws", "ajax"]
+TRANSPORTS: tuple[Transport, ...] = ("ws", "ajax")
 Handle = Hashable
 AJAX_CONTENT_TYPE = (("Content-Type", "text/html; charset=utf-8"),)
 
@@ -122,7 +124,7 @@ class _Client:
     polled: bool = False  # ajax: has long-polled at least once (only then does it count as connected)
     activity: bool = False  # ws: a frame arrived or a push went out since the last keep-alive check
     pinged: bool = False  # ws: the last keep-alive check sent a ping
-    pending: list[Any] = field(default_factory=list)  # encoded events waiting for a live channel
+    pending: list[str | bytes] = field(default_factory=list)  # packed batches waiting for a live channel
     pending_gen: int = 0
 
 
@@ -151,9 +153,10 @@ def _ajax(body: str | bytes, status: int = 200) -> Response:
 class ServerCore:
     """All protocol state of one server process, driven by plain method calls."""
 
-    def __init__(self, packer: Packer, config: ServerConfig | None = None) -> None:
+    def __init__(self, packer: Packer, config: ServerConfig | None = None, backplane: Backplane | None = None) -> None:
         self.packer = packer
         self.config = config or ServerConfig()
+        self.backplane: Backplane = backplane if backplane is not None else LocalBackplane()
         self.on_output: Callable[[], None] | None = None
         """Called when actions are queued outside a core call (a reply from the application)."""
         self._actions: list[Action] = []
@@ -161,8 +164,6 @@ class ServerCore:
         self._uid_clients: dict[Transport, dict[Any, dict[str, _Client]]] = {"ws": {}, "ajax": {}}
         self._handles: dict[Handle, tuple[_Client, int]] = {}
         self._posts: dict[Handle, _Post] = {}
-        self._ws_uids: dict[Any, int] = {}
-        self._ajax_uids: dict[Any, int] = {}
         self._buffers: dict[Transport, _Buffer] = {"ws": _Buffer(), "ajax": _Buffer()}
         self._timers: list[tuple[float, int, str, Any, int]] = []
         self._seq = itertools.count()
@@ -199,30 +200,30 @@ class ServerCore:
 
     @property
     def ws_uids(self) -> frozenset[Any]:
-        return frozenset(self._ws_uids)
+        return self.backplane.uids("ws")
 
     @property
     def ajax_uids(self) -> frozenset[Any]:
-        return frozenset(self._ajax_uids)
+        return self.backplane.uids("ajax")
 
     @property
     def any_uids(self) -> frozenset[Any]:
-        return frozenset(self._ws_uids.keys() | self._ajax_uids.keys())
+        return self.backplane.uids("any")
 
     def is_connected(self, uid: Any) -> bool:
-        return uid in self._ws_uids or uid in self._ajax_uids
+        """Whether ``uid`` is in connected-uids: connected here or, through the backplane, anywhere."""
+        return self.backplane.connected(uid)
 
-    def _count(self, table: dict[Any, int], uid: Any, delta: int, client: _Client | None, now: float) -> None:
-        was = self.is_connected(uid)
-        n = table.get(uid, 0) + delta
-        if n > 0:
-            table[uid] = n
-        else:
-            table.pop(uid, None)
-        if not was and self.is_connected(uid):
-            self._dispatch_system(UIDPORT_OPEN, uid, client)
-        elif was and not self.is_connected(uid):
-            self._dispatch_system(UIDPORT_CLOSE, uid, client)
+    def _is_local(self, uid: Any) -> bool:
+        return uid in self._uid_clients["ws"] or uid in self._uid_clients["ajax"]
+
+    def _joined(self, client: _Client) -> None:
+        if self.backplane.join(client.uid, client.transport):
+            self._dispatch_system(UIDPORT_OPEN, client.uid, client)
+
+    def _left(self, client: _Client) -> None:
+        if self.backplane.leave(client.uid, client.transport):
+            self._dispatch_system(UIDPORT_CLOSE, client.uid, client)
 
     def _dispatch_system(self, event_id: Any, uid: Any, client: _Client | None) -> None:
         self._emit(Dispatch(EventMsg(
@@ -276,10 +277,8 @@ class ServerCore:
         if not siblings:
             del by_uid[client.uid]
         client.conn += 1  # invalidates its timers
-        if client.transport == "ws":
-            self._count(self._ws_uids, client.uid, -1, client, now)
-        elif client.polled:
-            self._count(self._ajax_uids, client.uid, -1, client, now)
+        if client.transport == "ws" or client.polled:
+            self._left(client)
 
     def _handshake(self, uid: Any, request: Request) -> str | bytes:
         data = self.config.handshake_data_fn(request)
@@ -306,7 +305,7 @@ class ServerCore:
         client.activity, client.pinged = False, False
         self._emit(Send((handle,), self._handshake(uid, request)))
         if fresh:
-            self._count(self._ws_uids, uid, +1, client, now)
+            self._joined(client)
         if self.config.ws_kalive_ms is not None:
             self._schedule(now + self.config.ws_kalive_ms / 2, "kalive", client, client.conn)
         self._deliver_pending(client, now)
@@ -397,7 +396,7 @@ class ServerCore:
         self._attach(client, handle)
         if not client.polled:
             client.polled = True
-            self._count(self._ajax_uids, uid, +1, client, now)
+            self._joined(client)
         self._schedule(now + self.config.lp_timeout_ms, "poll_timeout", client, client.conn)
         self._deliver_pending(client, now)
 
@@ -473,27 +472,28 @@ class ServerCore:
     # ------------------------------------------------------------------ pushes
 
     def send(self, uid: Any, event: Any, now: float, *, flush: bool = False) -> bool:
-        """Buffer a push to every connection of ``uid``; True when the uid has a connection to take it."""
+        """Buffer a push to every connection of ``uid``; True when the uid has a connection to take it.
+
+        Connections in other processes count: the flushed batch goes to them through the backplane.
+        """
         if uid is None:
             raise ValueError("send needs a uid (use sente/all-users-without-uid for clients without one)")
         if uid is ALL_USERS_WITHOUT_UID:
             uid = NIL_UID
         event = make_event(event)
-        connected = any(uid in by_uid for by_uid in self._uid_clients.values())
         if event[0] is CLOSE:
             if flush:
                 self.flush(now)
             self._close_uid(uid)
-            return connected
-        if not connected:
+            return self._is_local(uid)
+        targets = [t for t in TRANSPORTS if uid in self._uid_clients[t] or self.backplane.remote(uid, t)]
+        if not targets:
             return False
         encoded = self.packer.encode_event(event)
         seq = next(self._seq)
-        for transport in ("ws", "ajax"):
-            if uid in self._uid_clients[transport]:
-                buf = self._buffers[transport]
-                buf.private.setdefault(uid, []).append((seq, encoded))
-                self._arm(transport, now)
+        for transport in targets:
+            self._buffers[transport].private.setdefault(uid, []).append((seq, encoded))
+            self._arm(transport, now)
         if flush:
             self.flush(now)
         return True
@@ -504,7 +504,7 @@ class ServerCore:
         encoded = self.packer.encode_event(event)
         targets = None if uids is None else frozenset(NIL_UID if u is None else u for u in uids)
         seq = next(self._seq)
-        for transport in ("ws", "ajax"):
+        for transport in TRANSPORTS:
             self._buffers[transport].broadcast.append((seq, encoded, targets))
             self._arm(transport, now)
 
@@ -534,6 +534,8 @@ class ServerCore:
         # Group recipients by the exact list of events they get, so each distinct batch is packed once.
         groups: dict[tuple[int, ...], tuple[list[Any], list[Any]]] = {}
         for uid, entries in private.items():
+            if uid not in by_uid:
+                continue  # held only in other processes: see _publish
             events = entries
             if broadcasts:
                 events = sorted(entries + [(s, e) for s, e, t in broadcasts if t is None or uid in t])
@@ -554,26 +556,60 @@ class ServerCore:
                     key = tuple(s for s, _ in applicable)
                     groups.setdefault(key, ([e for _, e in applicable], []))[1].append(uid)
         for events, uids in groups.values():
-            self._deliver(transport, uids, events, now)
+            self._deliver(transport, uids, self.packer.pack_batch(events), now)
+        self._publish(transport, private, broadcasts)
 
-    def _deliver(self, transport: Transport, uids: list[Any], events: list[Any], now: float) -> None:
+    def _publish(
+        self,
+        transport: Transport,
+        private: dict[Any, list[tuple[int, Any]]],
+        broadcasts: list[tuple[int, Any, frozenset[Any] | None]],
+    ) -> None:
+        """Hand this flush's batches to the backplane for clients in other processes.
+
+        Remote clients get a uid's own pushes and the broadcasts as separate batches (the local merge of
+        the two is per process); each batch is packed once whatever the number of remote processes.
+        """
+        backplane = self.backplane
+        for uid, entries in private.items():
+            if backplane.remote(uid, transport):
+                backplane.publish(transport, uid, self.packer.pack_batch([e for _, e in entries]))
+        if not broadcasts or not backplane.remote_any(transport):
+            return
+        if all(t is None for _, _, t in broadcasts):
+            backplane.publish(transport, None, self.packer.pack_batch([e for _, e, _ in broadcasts]))
+            return
+        for _, encoded, targets in broadcasts:
+            data = self.packer.pack_batch([encoded])
+            if targets is None:
+                backplane.publish(transport, None, data)
+            else:
+                for uid in targets:
+                    if backplane.remote(uid, transport):
+                        backplane.publish(transport, uid, data)
+
+    def deliver_remote(self, transport: Transport, uid: Any | None, data: str | bytes, now: float) -> None:
+        """A batch another process flushed: write it to this process's clients of ``uid`` (every client if None)."""
         by_uid = self._uid_clients[transport]
-        data: str | bytes | None = None
+        if uid is None:
+            self._deliver(transport, list(by_uid), data, now)
+        elif uid in by_uid:
+            self._deliver(transport, [uid], data, now)
+
+    def _deliver(self, transport: Transport, uids: list[Any], data: str | bytes, now: float) -> None:
+        by_uid = self._uid_clients[transport]
         live: list[Handle] = []
         for uid in uids:
             for client in by_uid.get(uid, {}).values():
                 if client.handle is None or client.pending:
-                    self._hold(client, events, now)
-                    continue
-                if transport == "ws":
+                    self._hold(client, data, now)
+                elif transport == "ws":
                     client.activity = True
                     live.append(client.handle)
                 else:
-                    if data is None:
-                        data = self.packer.pack_batch(events)
                     self._complete_poll(client, data, now)
         if live:
-            self._emit(Send(tuple(live), self.packer.pack_batch(events) if data is None else data, push=True))
+            self._emit(Send(tuple(live), data, push=True))
 
     def _complete_poll(self, client: _Client, data: str | bytes, now: float) -> None:
         handle = client.handle
@@ -581,39 +617,42 @@ class ServerCore:
         self._emit(Respond(handle, _ajax(data)))
         self._detach(client, now)
 
-    def _hold(self, client: _Client, events: list[Any], now: float) -> None:
-        """Keep events for a client with no live channel, for ``undelivered_ttl_ms``, capped."""
+    def _hold(self, client: _Client, data: str | bytes, now: float) -> None:
+        """Keep a batch for a client with no live channel, for ``undelivered_ttl_ms``, capped."""
         if not client.pending:
             client.pending_gen += 1
             self._schedule(now + self.config.undelivered_ttl_ms, "pending_expiry", client, client.pending_gen)
-        client.pending.extend(events)
-        overflow = len(client.pending) - self.config.max_pending_events
+        client.pending.append(data)
+        overflow = len(client.pending) - self.config.max_pending_batches
         if overflow > 0:
-            log.warning("dropped %d undelivered events for client %s (cap reached)", overflow, client.client_id)
+            log.warning("dropped %d undelivered batches for client %s (cap reached)", overflow, client.client_id)
             del client.pending[:overflow]
         if client.handle is not None:
             self._deliver_pending(client, now)
 
     def _on_pending_expiry(self, client: _Client, gen: int, now: float) -> None:
         if client.pending_gen == gen and client.pending:
-            log.info("dropped %d events for client %s: no live channel within %d ms",
+            log.info("dropped %d batches for client %s: no live channel within %d ms",
                      len(client.pending), client.client_id, self.config.undelivered_ttl_ms)
             client.pending.clear()
 
     def _deliver_pending(self, client: _Client, now: float) -> None:
+        """A channel is back: WebSockets get every held batch in order, an Ajax poll the oldest one."""
         if not client.pending or client.handle is None:
             return
-        events, client.pending = client.pending, []
-        client.pending_gen += 1
-        data = self.packer.pack_batch(events)
         if client.transport == "ws":
+            batches, client.pending = client.pending, []
+            client.pending_gen += 1
             client.activity = True
-            self._emit(Send((client.handle,), data, push=True))
+            for data in batches:
+                self._emit(Send((client.handle,), data, push=True))
         else:
-            self._complete_poll(client, data, now)
+            self._complete_poll(client, client.pending.pop(0), now)
+            if not client.pending:
+                client.pending_gen += 1
 
     def _close_uid(self, uid: Any) -> None:
-        for transport in ("ws", "ajax"):
+        for transport in TRANSPORTS:
             for client in list(self._uid_clients[transport].get(uid, {}).values()):
                 if client.handle is not None:
                     self._emit(Close(client.handle, 1000))
