@@ -20,16 +20,17 @@ import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from csente.types import Keyword
 
 from .keys import StrKeysPacker
 from .packers import Packer, get_packer
+from .protocol.backplane import Backplane, Transport
 from .protocol.config import Response, ServerConfig
-from .protocol.events import event_id
+from .protocol.events import TIMEOUT, event_id
 from .protocol.requests import Request
-from .protocol.server import Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore
+from .protocol.server import AJAX_CONTENT_TYPE, Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore
 from .sessions import SessionStore
 from .transport.asgi import (
     TOO_LARGE,
@@ -52,6 +53,19 @@ AsgiApp = Callable[[Scope, Receive, AsgiSend], Awaitable[None]]
 CLOSED_BY_SERVER = Response(503, "Connection closed by the server", (("Content-Type", "text/plain; charset=utf-8"),))
 
 
+@runtime_checkable
+class ClusterLink(Protocol):
+    """A backplane with an inbox to read on the event loop (the shared-memory one, Redis later)."""
+
+    def start(
+        self, on_batch: Callable[[Transport, Any, str | bytes], None], on_uid_left: Callable[[Any], None]
+    ) -> None:
+        ...
+
+    def stop(self) -> None:
+        ...
+
+
 class ConnectedUids(NamedTuple):
     """The uids with a live (or reconnecting) connection, by transport; Sente's ``connected-uids``."""
 
@@ -61,7 +75,14 @@ class ConnectedUids(NamedTuple):
 
 
 class ChannelSocketServer:
-    """One Sente endpoint. Options are :class:`~sente.protocol.config.ServerConfig`'s, by name."""
+    """One Sente endpoint. Options are :class:`~sente.protocol.config.ServerConfig`'s, by name.
+
+    ``backplane`` connects it to the rest of a broker or cluster (default: this process alone, or what
+    :attr:`backplane_factory` makes: a broker worker sets that before it builds the app, so an app needs
+    no change to run under ``--workers``).
+    """
+
+    backplane_factory: ClassVar[Callable[[], Backplane] | None] = None
 
     def __init__(
         self,
@@ -72,13 +93,16 @@ class ChannelSocketServer:
         sessions: SessionStore | None = None,
         recv_buffer: int = 1000,
         config: ServerConfig | None = None,
+        backplane: Backplane | None = None,
         **options: Any,
     ) -> None:
         self.path = path
         self.packer = StrKeysPacker(get_packer(packer)) if str_keys else get_packer(packer)
         self.config = config if config is not None else ServerConfig(**options)
         self.sessions = sessions if sessions is not None else SessionStore()
-        self.core = ServerCore(self.packer, self.config)
+        if backplane is None and ChannelSocketServer.backplane_factory is not None:
+            backplane = ChannelSocketServer.backplane_factory()
+        self.core = ServerCore(self.packer, self.config, backplane)
         self.core.on_output = self._schedule_pump
         self.slow_consumer_closes = 0
         self.dropped_events = 0
@@ -263,6 +287,14 @@ class ChannelSocketServer:
             future.set_result(CLOSED_BY_SERVER)
             self.core.ajax_gone(action.handle, self._now())
 
+    def _on_remote_batch(self, transport: Transport, uid: Any, data: str | bytes) -> None:
+        self.core.deliver_remote(transport, uid, data, self._now())
+        self._pump()
+
+    def _on_uid_left(self, uid: Any) -> None:
+        self.core.uid_left_elsewhere(uid)
+        self._pump()
+
     def _enqueue(self, msg: EventMsg) -> None:
         queue = self._queue()
         if queue.full():
@@ -336,6 +368,9 @@ class ChannelSocketServer:
                 owns_router = self._router is None and (bool(self._handlers) or self._default_handler is not None)
                 if owns_router:
                     self.start_router()
+                link = self.core.backplane if isinstance(self.core.backplane, ClusterLink) else None
+                if link is not None:
+                    link.start(self._on_remote_batch, self._on_uid_left)
                 try:
                     if inner is not None:
                         await inner(scope, receive, send)
@@ -344,6 +379,8 @@ class ChannelSocketServer:
                             await send({"type": "lifespan.startup.complete"})
                         await send({"type": "lifespan.shutdown.complete"})
                 finally:
+                    if link is not None:
+                        link.stop()
                     if owns_router:
                         self.stop_router()
             elif inner is not None:
@@ -427,6 +464,26 @@ class ChannelSocketServer:
             self.core.ws_close(conn, self._now())
             self._pump()
             await conn.finish()
+
+    # ------------------------------------------------------------------ shutdown
+
+    def drain(self, close_code: int = 1012) -> None:
+        """Prepare for a process exit (a worker draining on SIGTERM): flush the send buffers, answer every
+        held Ajax long-poll and pending Ajax POST with ``[:chsk/timeout nil]`` (the client polls again,
+        elsewhere) and close every WebSocket with ``close_code`` (1012, service restart: Sente clients
+        reconnect). New connections are the caller's to refuse (close the listening socket first)."""
+        now = self._now()
+        self.core.flush(now)
+        self._pump()  # polls with data waiting are answered with it
+        timeout = Response(200, self.core.packer.pack_envelope(TIMEOUT, None), AJAX_CONTENT_TYPE)
+        for handle, future in list(self._http.items()):
+            del self._http[handle]
+            if not future.done():
+                future.set_result(timeout)
+            self.core.ajax_gone(handle, now)
+        for conn in list(self._ws.values()):
+            conn.close(close_code)
+        self._pump()
 
 
 def _size(data: str | bytes) -> int:

@@ -225,6 +225,10 @@ class ServerCore:
         if self.backplane.leave(client.uid, client.transport):
             self._dispatch_system(UIDPORT_CLOSE, client.uid, client)
 
+    def uid_left_elsewhere(self, uid: Any) -> None:
+        """The cluster reports that ``uid`` left the broker with no process of ours seeing it (a dead worker)."""
+        self._dispatch_system(UIDPORT_CLOSE, uid, None)
+
     def _dispatch_system(self, event_id: Any, uid: Any, client: _Client | None) -> None:
         self._emit(Dispatch(EventMsg(
             [event_id, uid],

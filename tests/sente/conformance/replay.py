@@ -93,6 +93,7 @@ class ServerThread:
         config = serve.uvicorn_config(app_factory(), "127.0.0.1", self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._run, name=f"sente-server-{self.port}", daemon=True)
 
     def _run(self) -> None:
@@ -103,6 +104,7 @@ class ServerThread:
                 loop = uvloop.new_event_loop()
             except ImportError:  # pragma: no cover
                 loop = asyncio.new_event_loop()
+            self.loop = loop
             try:
                 loop.run_until_complete(self.server.serve(sockets=[self.sock]))
             finally:

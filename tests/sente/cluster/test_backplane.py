@@ -1,0 +1,139 @@
+"""Two servers on one shared-memory segment behave as one: presence, pushes and broadcasts cross workers.
+
+Each server runs in its own thread and event loop on its own port, attached to the segment with its own
+worker index, exactly as two broker workers are (minus the shared port). Clients are our own client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from csente import shm
+from sente.app import SenteApp
+from sente.client import connect
+from sente.cluster.backplane import ShmBackplane
+from sente.server import ChannelSocketServer
+from tests.sente.conformance.replay import ServerThread
+
+
+@pytest.fixture
+def segment() -> Iterator[str]:
+    name = f"sente-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    state = shm.SharedState.create(name, workers=2, uid_slots=1024, ring_bytes=65536)
+    try:
+        yield name
+    finally:
+        state.close()
+        state.unlink()
+
+
+class Worker:
+    def __init__(self, segment: str, index: int) -> None:
+        self.state = shm.SharedState.attach(segment, index)
+        self.events: list[Any] = []
+        self.server = ChannelSocketServer(
+            csrf_token_fn=None,
+            user_id_fn=lambda req: req.param("uid"),
+            backplane=ShmBackplane(self.state),
+            send_buf_ms_ws=5,
+            ms_allow_reconnect_before_close_ws=200,
+        )
+        self.server.on_default(lambda msg: self.events.append(msg.event))
+        self.thread = ServerThread(lambda: SenteApp(self.server, self.server.asgi())).start()
+        self.url = f"http://127.0.0.1:{self.thread.port}/chsk"
+
+    def call(self, fn: Any) -> Any:
+        """Run ``fn`` on the server's own loop (the API is not thread-safe) and return its result."""
+        assert self.thread.loop is not None
+        return asyncio.run_coroutine_threadsafe(_call(fn), self.thread.loop).result(5)
+
+    def close(self) -> None:
+        self.thread.stop()
+        self.state.close()
+
+
+async def _call(fn: Any) -> Any:
+    return fn()
+
+
+@contextlib.contextmanager
+def workers(segment: str) -> Iterator[tuple[Worker, Worker]]:
+    started: list[Worker] = []
+    try:
+        started.append(Worker(segment, 0))
+        started.append(Worker(segment, 1))
+        yield started[0], started[1]
+    finally:
+        for w in started:
+            w.close()
+
+
+@contextlib.asynccontextmanager
+async def client(worker: Worker, uid: str) -> AsyncIterator[Any]:
+    async with connect(worker.url, type="ws", params={"uid": uid}) as c:
+        yield c
+
+
+async def next_event(c: Any) -> Any:
+    return await asyncio.wait_for(c.next_event(), 5)
+
+
+async def until(predicate: Any, timeout: float = 5) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def test_a_push_sent_on_one_worker_reaches_the_uid_on_the_other(segment: str) -> None:
+    async def main(a: Worker, b: Worker) -> None:
+        async with client(b, "bob") as bob:
+            await until(lambda: a.call(lambda: "bob" in a.server.connected_uids.ws))
+            assert a.call(lambda: a.server.send("bob", ["test/pushed", {"n": 1}])) is True
+            msg = await next_event(bob)
+            assert (msg.id.text, msg.data) == ("test/pushed", {"n": 1})
+
+    with workers(segment) as (a, b):
+        asyncio.run(main(a, b))
+
+
+def test_a_broadcast_reaches_clients_on_both_workers(segment: str) -> None:
+    async def main(a: Worker, b: Worker) -> None:
+        async with client(a, "alice") as alice, client(b, "bob") as bob:
+            await until(lambda: b.call(lambda: b.server.connected_uids.any) == {"alice", "bob"})
+            b.call(lambda: b.server.broadcast(["test/all", "hi"]))
+            for c in (alice, bob):
+                msg = await next_event(c)
+                assert (msg.id.text, msg.data) == ("test/all", "hi")
+
+    with workers(segment) as (a, b):
+        asyncio.run(main(a, b))
+
+
+def test_uidport_events_fire_once_for_a_uid_on_both_workers(segment: str) -> None:
+    async def main(a: Worker, b: Worker) -> None:
+        async with client(a, "carol"):
+            async with client(b, "carol"):
+                await until(lambda: a.events)
+                await asyncio.sleep(0.2)
+        await until(lambda: len(a.events) + len(b.events) >= 2)
+        await asyncio.sleep(0.3)
+
+    with workers(segment) as (a, b):
+        asyncio.run(main(a, b))
+        opens = [e for e in a.events + b.events if e[0].text == "chsk/uidport-open"]
+        closes = [e for e in a.events + b.events if e[0].text == "chsk/uidport-close"]
+        assert [e[1] for e in opens] == ["carol"]
+        assert [e[1] for e in closes] == ["carol"]
+
+
+def test_send_to_a_uid_on_no_worker_is_false(segment: str) -> None:
+    with workers(segment) as (a, _):
+        assert a.call(lambda: a.server.send("nobody", ["test/pushed", 1])) is False
