@@ -119,10 +119,9 @@ def test_a_broadcast_reaches_clients_on_both_workers(segment: str) -> None:
 
 def test_uidport_events_fire_once_for_a_uid_on_both_workers(segment: str) -> None:
     async def main(a: Worker, b: Worker) -> None:
-        async with client(a, "carol"):
-            async with client(b, "carol"):
-                await until(lambda: a.events)
-                await asyncio.sleep(0.2)
+        async with client(a, "carol"), client(b, "carol"):
+            await until(lambda: a.events)
+            await asyncio.sleep(0.2)
         await until(lambda: len(a.events) + len(b.events) >= 2)
         await asyncio.sleep(0.3)
 
