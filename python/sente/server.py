@@ -31,7 +31,7 @@ from .protocol.config import Response, ServerConfig
 from .protocol.events import TIMEOUT, event_id
 from .protocol.requests import Request
 from .protocol.server import AJAX_CONTENT_TYPE, Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore
-from .sessions import SessionStore
+from .sessions import Sessions, default_store
 from .transport.asgi import (
     TOO_LARGE,
     AsgiWebSocket,
@@ -90,7 +90,7 @@ class ChannelSocketServer:
         path: str = "/chsk",
         packer: str | Packer = "edn",
         str_keys: bool = True,
-        sessions: SessionStore | None = None,
+        sessions: Sessions | None = None,
         recv_buffer: int = 1000,
         config: ServerConfig | None = None,
         backplane: Backplane | None = None,
@@ -99,7 +99,7 @@ class ChannelSocketServer:
         self.path = path
         self.packer = StrKeysPacker(get_packer(packer)) if str_keys else get_packer(packer)
         self.config = config if config is not None else ServerConfig(**options)
-        self.sessions = sessions if sessions is not None else SessionStore()
+        self.sessions = sessions if sessions is not None else default_store()
         if backplane is None and ChannelSocketServer.backplane_factory is not None:
             backplane = ChannelSocketServer.backplane_factory()
         self.core = ServerCore(self.packer, self.config, backplane)
@@ -304,7 +304,7 @@ class ChannelSocketServer:
         queue.put_nowait(msg)
 
     def _with_session(self, request: Request) -> Request:
-        session = self.sessions.get(request.cookies)
+        session = self.sessions.load(request.cookies)
         if session is not None:
             request.session = session
         return request
@@ -391,8 +391,10 @@ class ChannelSocketServer:
         return app
 
     async def _send_csrf_token(self, scope: Scope, send: AsgiSend) -> None:
-        session, set_cookie = self.sessions.get_or_create(request_from_scope(scope).cookies)
+        session, new = self.sessions.get_or_create(request_from_scope(scope).cookies)
+        new = new or "csrf-token" not in session
         token = self.sessions.csrf_token(session)
+        set_cookie = self.sessions.save(session) if new else None
         headers = [("Cache-Control", "no-store")] + ([("Set-Cookie", set_cookie)] if set_cookie else [])
         await send_response(send, Response(200, token, (("Content-Type", "text/plain; charset=utf-8"),)), headers)
 

@@ -1,60 +1,150 @@
-"""Server-side sessions keyed by a cookie, and the CSRF token a page fetches to talk to Sente.
+"""Sessions keyed by a cookie, and the CSRF token a page fetches to talk to Sente.
 
-Sente leaves sessions to Ring middleware; a Python app needs something equivalent out of the box.
-This store keeps sessions in memory under a random id carried by an HttpOnly cookie, like Ring's
-memory store. The CSRF token lives in the session (``session["csrf-token"]``), which is where
-:func:`sente.protocol.config.default_csrf_token` looks for it; a page gets it from any route that calls
-:meth:`SessionStore.csrf_token` (the test app's ``GET /csrf-token``) and sends it back as the
-``csrf-token`` query parameter (WebSocket, Ajax GET) or the ``X-CSRF-Token`` header (Ajax POST).
+Sente leaves sessions to Ring middleware; a Python app needs something equivalent out of the box. Two
+stores share one interface (``load``, ``new``, ``save``):
+
+* :class:`SessionStore` keeps sessions in this process's memory under a random id in an HttpOnly cookie,
+  like Ring's memory store. Right for one process.
+* :class:`SignedCookieSessions` keeps the (small, JSON-able) session in the cookie itself, signed with
+  HMAC-SHA256, so every worker of a broker (or every node) reads the same session with no shared store.
+
+:func:`default_store` picks the signed store when ``SENTE_SESSION_SECRET`` is set (the broker's supervisor
+sets it for its workers) and the memory store otherwise. The CSRF token lives in the session
+(``session["csrf-token"]``), where :func:`sente.protocol.config.default_csrf_token` looks for it; a page gets
+it from a route that calls :meth:`csrf_token` (``ChannelSocketServer.asgi(csrf_token_path=...)``) and sends
+it back as the ``csrf-token`` query parameter (WebSocket, Ajax GET) or the ``X-CSRF-Token`` header (POST).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import os
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+SECRET_ENV = "SENTE_SESSION_SECRET"
 
-class SessionStore:
+
+class _Store:
+    cookie_name: str
+    max_age_s: float
+
+    def _cookie(self, value: str) -> str:
+        return f"{self.cookie_name}={value}; Path=/; HttpOnly; SameSite=Strict"  # a browser-session cookie, as Ring's
+
+    def get_or_create(self, cookies: Mapping[str, str]) -> tuple[dict[str, Any], bool]:
+        """The request's session, or a new one (then True: save it to send its cookie)."""
+        session = self.load(cookies)
+        return (session, False) if session is not None else (self.new(), True)
+
+    def load(self, cookies: Mapping[str, str]) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def new(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def csrf_token(session: dict[str, Any]) -> str:
+        """The session's CSRF token, created on first use (save the session afterwards if it is new)."""
+        token = session.get("csrf-token")
+        if token is None:
+            token = session["csrf-token"] = secrets.token_urlsafe(60)
+        return str(token)
+
+
+class SessionStore(_Store):
     """In-memory sessions with a size cap and an idle expiry (oldest evicted first)."""
 
     def __init__(self, cookie_name: str = "sente-session", max_sessions: int = 100_000, ttl_s: float = 86_400) -> None:
         self.cookie_name = cookie_name
         self.max_sessions = max_sessions
-        self.ttl_s = ttl_s
+        self.max_age_s = ttl_s
         self._sessions: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._sids: dict[int, str] = {}  # id(session) -> sid of every stored session (they stay alive while stored)
 
-    def get(self, cookies: Mapping[str, str]) -> dict[str, Any] | None:
+    def load(self, cookies: Mapping[str, str]) -> dict[str, Any] | None:
         """The session named by the request's cookie, or None."""
         sid = cookies.get(self.cookie_name)
         if sid is None:
             return None
         entry = self._sessions.get(sid)
-        if entry is None or entry[0] < time.monotonic() - self.ttl_s:
-            self._sessions.pop(sid, None)
+        if entry is None or entry[0] < time.monotonic() - self.max_age_s:
+            self._drop(sid)
             return None
         self._sessions[sid] = (time.monotonic(), entry[1])
         self._sessions.move_to_end(sid)
         return entry[1]
 
-    def get_or_create(self, cookies: Mapping[str, str]) -> tuple[dict[str, Any], str | None]:
-        """The request's session, creating one if needed; the second value is a Set-Cookie header for a new one."""
-        session = self.get(cookies)
-        if session is not None:
-            return session, None
-        sid = secrets.token_urlsafe(24)
-        session = {}
-        self._sessions[sid] = (time.monotonic(), session)
-        while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
-        return session, f"{self.cookie_name}={sid}; Path=/; HttpOnly; SameSite=Strict"
+    def new(self) -> dict[str, Any]:
+        return {}
 
-    @staticmethod
-    def csrf_token(session: dict[str, Any]) -> str:
-        """The session's CSRF token, created on first use."""
-        token = session.get("csrf-token")
-        if token is None:
-            token = session["csrf-token"] = secrets.token_urlsafe(60)
-        return str(token)
+    def save(self, session: dict[str, Any]) -> str | None:
+        """Store a new session; the Set-Cookie value for it (None: a stored session, changed in place)."""
+        if id(session) in self._sids:
+            return None
+        sid = secrets.token_urlsafe(24)
+        self._sessions[sid] = (time.monotonic(), session)
+        self._sids[id(session)] = sid
+        while len(self._sessions) > self.max_sessions:
+            self._drop(next(iter(self._sessions)))
+        return self._cookie(sid)
+
+    def _drop(self, sid: str) -> None:
+        entry = self._sessions.pop(sid, None)
+        if entry is not None:
+            self._sids.pop(id(entry[1]), None)
+
+
+class SignedCookieSessions(_Store):
+    """Sessions carried in a signed cookie: the same session in every process that knows the secret."""
+
+    def __init__(self, secret: str | bytes, cookie_name: str = "sente-session", max_age_s: float = 86_400) -> None:
+        if len(secret) < 16:
+            raise ValueError("the session secret must be at least 16 characters")
+        self._key = secret.encode() if isinstance(secret, str) else secret
+        self.cookie_name = cookie_name
+        self.max_age_s = max_age_s
+
+    def _sign(self, payload: bytes) -> str:
+        return base64.urlsafe_b64encode(hmac.digest(self._key, payload, hashlib.sha256)).decode().rstrip("=")
+
+    def load(self, cookies: Mapping[str, str]) -> dict[str, Any] | None:
+        """The session in the request's cookie when its signature holds and it has not expired, else None."""
+        value = cookies.get(self.cookie_name)
+        if value is None or "." not in value:
+            return None
+        body, signature = value.rsplit(".", 1)
+        if not hmac.compare_digest(self._sign(body.encode()), signature):
+            return None
+        try:
+            issued, session = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(session, dict) or issued < time.time() - self.max_age_s:
+            return None
+        return session
+
+    def new(self) -> dict[str, Any]:
+        return {}
+
+    def save(self, session: dict[str, Any]) -> str:
+        """The Set-Cookie value carrying ``session`` (values must be JSON-able); send it whenever it changed."""
+        body = base64.urlsafe_b64encode(json.dumps([int(time.time()), session]).encode()).decode().rstrip("=")
+        return self._cookie(f"{body}.{self._sign(body.encode())}")
+
+
+Sessions = SessionStore | SignedCookieSessions
+
+
+def default_store(cookie_name: str = "sente-session") -> Sessions:
+    """Signed cookies when ``SENTE_SESSION_SECRET`` is set (brokers, clusters), memory otherwise."""
+    secret = os.environ.get(SECRET_ENV)
+    if secret:
+        return SignedCookieSessions(secret, cookie_name)
+    return SessionStore(cookie_name)

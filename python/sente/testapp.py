@@ -32,7 +32,7 @@ from .protocol.config import Response
 from .protocol.requests import Request
 from .protocol.server import EventMsg
 from .server import ChannelSocketServer
-from .sessions import SessionStore
+from .sessions import Sessions, default_store
 from .transport.asgi import Message, Receive, Scope, Send, request_from_scope, send_response
 from .transport.websocket import HttpResponse, UpgradeRequest
 
@@ -52,16 +52,17 @@ class _RigServer(ChannelSocketServer):
 
     def ws_accept(self, request: UpgradeRequest) -> HttpResponse | None:
         refused = super().ws_accept(request)
-        if refused is not None and refused.status != 500 and self.sessions.get(request.cookies) is None:
-            session, set_cookie = self.sessions.get_or_create({})
+        if refused is not None and refused.status != 500 and self.sessions.load(request.cookies) is None:
+            session = self.sessions.new()
             self.sessions.csrf_token(session)
+            set_cookie = self.sessions.save(session)
             if set_cookie:
                 refused.headers.append(("Set-Cookie", set_cookie))
         return refused
 
 
-def _anti_forgery_ok(sessions: SessionStore, request: Request) -> bool:
-    session = sessions.get(request.cookies)
+def _anti_forgery_ok(sessions: Sessions, request: Request) -> bool:
+    session = sessions.load(request.cookies)
     token = session.get("csrf-token") if session is not None else None
     presented = request.header("x-csrf-token") or request.header("x-xsrf-token")
     return token is not None and presented is not None and hmac.compare_digest(str(token).encode(), presented.encode())
@@ -79,7 +80,7 @@ def _handshake_data(request: Request) -> Any:
 def app(packer: str = "edn", **options: Any) -> SenteApp:
     """Build the reference app; ``options`` go to :class:`~sente.server.ChannelSocketServer`."""
     options.setdefault("bad_csrf_response", BAD_CSRF)
-    options.setdefault("sessions", SessionStore(cookie_name=SESSION_COOKIE))
+    options.setdefault("sessions", default_store(SESSION_COOKIE))
     # Sente's data model exactly (keyword keys stay Keywords): the rig echoes maps with mixed key types.
     chsk = _RigServer(packer=packer, str_keys=False, user_id_fn=_uid, handshake_data_fn=_handshake_data, **options)
     _register_handlers(chsk)
@@ -90,20 +91,19 @@ def app(packer: str = "edn", **options: Any) -> SenteApp:
             await sente_app(scope, receive, send)
             return
         request = request_from_scope(scope)
-        session = chsk.sessions.get(request.cookies)
-        set_cookie: list[tuple[str, str]] = []
-        if session is None:
-            session, new_cookie = chsk.sessions.get_or_create({})
+        session, new = chsk.sessions.get_or_create(request.cookies)
+        if new:
             chsk.sessions.csrf_token(session)  # ring-anti-forgery puts a token in every new session
-            set_cookie = [("Set-Cookie", new_cookie)] if new_cookie else []
+        if scope["path"] == "/csrf-token" and request.param("uid") is not None:
+            new = new or session.get("uid") != request.param("uid")
+            session["uid"] = request.param("uid")
+        cookie = chsk.sessions.save(session) if new else None
+        set_cookie = [("Set-Cookie", cookie)] if cookie else []
         if scope["method"] not in ("GET", "HEAD", "OPTIONS") and not _anti_forgery_ok(chsk.sessions, request):
             await send_response(send, ANTI_FORGERY_REFUSAL, set_cookie)
         elif scope["path"] == chsk.path:
             await sente_app(scope, receive, _with_cookie(send, set_cookie))
         elif scope["path"] == "/csrf-token":
-            uid = request.param("uid")
-            if uid is not None:
-                session["uid"] = uid
             token = chsk.sessions.csrf_token(session)
             await send_response(send, Response(200, token, TEXT), set_cookie)
         elif scope["path"] == "/push":

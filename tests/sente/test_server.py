@@ -451,10 +451,11 @@ def test_uidport_open_and_close_reach_handlers_once_per_uid_even_with_two_tabs()
 def test_events_yields_event_messages_with_their_request_and_a_reply() -> None:
     async def test() -> None:
         server = ChannelSocketServer()  # Sente's defaults: uid and CSRF token from the session
-        session, set_cookie = server.sessions.get_or_create({})
-        assert set_cookie is not None
+        session = server.sessions.new()
         session["uid"] = "alice"
         token = server.sessions.csrf_token(session)
+        set_cookie = server.sessions.save(session)
+        assert set_cookie is not None
         cookie = set_cookie.split(";", 1)[0]
         events = server.events()
         async with serving(server) as peer:
