@@ -1,7 +1,9 @@
 """The ``sente`` command line.
 
 ``sente serve APP`` runs a Sente app (``module:factory``, e.g. ``sente.testapp:app``) with one flag per
-server option; ``sente roundtrip`` shows what the packers put on the wire for Sente's own messages and
+server option: in one process, or with ``--workers [N]`` in N worker processes under a supervisor
+(:mod:`sente.cluster.supervisor`); settings also come from ``SENTE_*`` variables and a ``--config`` TOML file
+(:mod:`sente.config`). ``sente roundtrip`` shows what the packers put on the wire for Sente's own messages and
 proves each reads back to the value it came from.
 """
 
@@ -21,6 +23,7 @@ from .protocol.config import ServerConfig
 
 # ServerConfig's numeric options become flags: lp_timeout_ms -> --lp-timeout-ms
 NUMERIC_OPTIONS = [f.name for f in dataclasses.fields(ServerConfig) if f.type in ("int", "int | None")]
+SETTING_FLAGS = ("host", "port", "workers", "packer", "log_level", "json_logs", "shutdown_timeout")
 
 
 def _sample_messages() -> list[tuple[str, Any, Any]]:
@@ -52,19 +55,48 @@ def roundtrip(out: Any = sys.stdout) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """``sente serve``: one process without ``--workers`` (as before the cluster existed), else the supervisor."""
     from .app import load_app_factory
-    from .serve import run
+    from .cluster.worker import configure_logging, serve_app, startup_line
+    from .config import ConfigError, load_settings
 
-    options = {name: getattr(args, name) for name in NUMERIC_OPTIONS if getattr(args, name) is not None}
+    flags = {name: getattr(args, name) for name in (*SETTING_FLAGS, *NUMERIC_OPTIONS)}
     try:
-        factory = load_app_factory(args.app)
+        settings = load_settings(flags, config_path=args.config)
+    except ConfigError as e:
+        print(f"sente: {e}", file=sys.stderr)
+        return 2
+    try:
+        load_app_factory(args.app)
     except (ImportError, AttributeError, ValueError, TypeError) as e:
         print(f"sente: cannot load APP {args.app!r}: {e}", file=sys.stderr)
         return 2
-    app = factory(packer=args.packer, **options)
-    print(f"sente: serving {args.app} on http://{args.host}:{args.port} (packer {args.packer})", flush=True)
-    run(app, args.host, args.port, args.log_level)
-    return 0
+    url = f"http://{settings.host}:{{port}}"
+    if settings.workers is None:
+        configure_logging(settings, None)
+
+        def announce(port: int) -> None:
+            startup_line(settings, f"sente: serving {args.app} on {url.format(port=port)} (packer {settings.packer})")
+
+        try:
+            return serve_app(args.app, settings, on_bound=announce)
+        except OSError as e:
+            print(f"sente: cannot listen on {settings.host}:{settings.port}: {e}", file=sys.stderr)
+            return 1
+    from .cluster.supervisor import Supervisor
+
+    configure_logging(settings, "supervisor")
+    supervisor = Supervisor(args.app, settings)
+
+    def started(sup: Supervisor) -> None:
+        startup_line(settings, f"sente: serving {args.app} on {url.format(port=sup.port)} (packer {settings.packer}, "
+                     f"{settings.workers} workers, shm {sup.name})")
+
+    try:
+        return supervisor.run(on_started=started)
+    except OSError as e:
+        print(f"sente: cannot listen on {settings.host}:{settings.port}: {e}", file=sys.stderr)
+        return 1
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -85,12 +117,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("roundtrip", help="show Sente messages in edn and transit, packed and read back")
     serve = sub.add_parser("serve", help="run a Sente app (module:factory) on one port, HTTP and WebSocket")
     serve.add_argument("app", metavar="APP", help="module:factory, e.g. sente.testapp:app")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8090)
-    serve.add_argument("--packer", choices=["edn", "transit"], default="edn")
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", help="TCP port (default 8090; 0: any free port)")
+    serve.add_argument("--packer", choices=["edn", "transit"], help="wire format (default edn)")
+    serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--workers", nargs="?", const="auto", metavar="N",
+                       help="run N worker processes under a supervisor (no N: one per CPU); "
+                            "without this flag one process serves")
+    serve.add_argument("--config", metavar="TOML", help="settings file (flags > SENTE_* variables > file > defaults)")
+    serve.add_argument("--json-logs", action=argparse.BooleanOptionalAction, default=None,
+                       help="one JSON object per log line")
+    serve.add_argument("--shutdown-timeout", metavar="SECONDS", help="time to drain on SIGTERM (default 10)")
     for name in NUMERIC_OPTIONS:
-        serve.add_argument("--" + name.replace("_", "-"), type=int, default=None, help=f"server option {name}")
+        serve.add_argument("--" + name.replace("_", "-"), default=None, metavar="N", help=f"server option {name}")
     probe = sub.add_parser("probe", help="connect as a Sente client, print the handshake and the wire transcript")
     probe.add_argument("url", metavar="URL", help="the Sente endpoint, e.g. http://127.0.0.1:8090/chsk")
     probe.add_argument("--uid", help="sent as the uid param (and to --token-url)")

@@ -1,24 +1,68 @@
-"""Run a Sente app on uvicorn: HTTP (Ajax and the app's routes) and picows WebSockets on one port."""
+"""Run a Sente app on uvicorn: HTTP (Ajax and the app's routes) and picows WebSockets on one port.
+
+:func:`uvicorn_config` is the uvicorn setup (httptools for HTTP, our picows bridge in the ``ws`` slot).
+What ``sente serve`` adds around it, in one process or in each worker of the supervisor:
+
+* :func:`bind_socket`: the process binds its listening socket itself, with ``SO_REUSEPORT`` in a worker, so
+  every worker listens on the same host:port and the kernel spreads new connections over them;
+* :func:`health_routes`: ``GET /healthz`` (200 while the process serves) and ``GET /readyz`` (200 once the server
+  is started and, in a worker, attached to shared memory; 503 while starting or draining), answered before
+  the app's routes. Both bodies are JSON, ``{"status": ..., "worker": <index or null>, "pid": <pid>}``, and
+  carry ``X-Sente-Worker``/``X-Sente-Pid`` headers: how a test (or an operator) sees which worker answered;
+* :class:`DrainingServer`: on SIGTERM or SIGINT it stops accepting, turns ``/readyz`` to 503, drains the Sente
+  server (:meth:`~sente.server.ChannelSocketServer.drain`: buffers flushed, held long-polls answered with
+  ``[:chsk/timeout nil]``, WebSockets closed with 1012 so clients reconnect elsewhere) and then lets uvicorn
+  finish the open connections within the shutdown timeout. It does not re-raise the signal: a clean drain
+  exits 0.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any, cast
 
 import uvicorn
 
 from .app import SenteApp
+from .server import AsgiApp
+from .transport.asgi import Receive, Scope, Send
 from .transport.websocket import make_ws_protocol_class
 
+log = logging.getLogger("sente.serve")
 
-def uvicorn_config(app: SenteApp, host: str = "127.0.0.1", port: int = 8090, log_level: str = "info") -> uvicorn.Config:
-    """uvicorn settings for ``app``: httptools for HTTP, our picows bridge in the ``ws`` slot."""
+DRAIN_CLOSE_CODE = 1012
+"""WebSocket close code on shutdown: 1012, service restart (Sente clients reconnect)."""
+
+
+def uvicorn_config(
+    app: SenteApp,
+    host: str = "127.0.0.1",
+    port: int = 8090,
+    log_level: str = "info",
+    *,
+    asgi: AsgiApp | None = None,
+    log_config: Any = uvicorn.config.LOGGING_CONFIG,
+    timeout_graceful_shutdown: float | None = None,
+) -> uvicorn.Config:
+    """uvicorn settings for ``app``: httptools for HTTP, our picows bridge in the ``ws`` slot.
+
+    ``asgi`` replaces ``app.asgi`` for HTTP (e.g. wrapped in :func:`health_routes`); ``log_config=None`` leaves
+    logging as the caller set it up.
+    """
     ws_protocol = make_ws_protocol_class(
         lambda: app.server, max_message_size=app.server.config.max_ws_message_bytes
     )
     loop = "uvloop" if _has_uvloop() else "asyncio"
     return uvicorn.Config(
-        app.asgi,
+        asgi if asgi is not None else app.asgi,
         host=host,
         port=port,
         ws=cast(Any, ws_protocol),  # uvicorn's annotation wants asyncio.Protocol; a BufferedProtocol works
@@ -26,14 +70,149 @@ def uvicorn_config(app: SenteApp, host: str = "127.0.0.1", port: int = 8090, log
         loop=loop,
         lifespan="on",
         log_level=log_level,
+        log_config=log_config,
+        timeout_graceful_shutdown=cast(Any, timeout_graceful_shutdown),  # annotated int; a float works
     )
 
 
 def run(app: SenteApp, host: str = "127.0.0.1", port: int = 8090, log_level: str = "info") -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted (plain uvicorn, no health routes or drain: see :func:`serve_forever`)."""
     server = uvicorn.Server(uvicorn_config(app, host, port, log_level))
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
+
+
+# ---------------------------------------------------------------------- the listening socket
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool, listen: bool = True, backlog: int = 2048) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv4 or IPv6), listening unless ``listen`` is False.
+
+    With ``reuse_port`` every process that binds the same address with ``SO_REUSEPORT`` (same user) gets its own
+    accept queue and the kernel spreads new connections over the listening ones.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        if listen:
+            sock.listen(backlog)
+        sock.set_inheritable(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+# ---------------------------------------------------------------------- /healthz and /readyz
+
+
+@dataclass
+class Health:
+    """What ``/healthz`` and ``/readyz`` report for this process."""
+
+    worker: int | None = None
+    """The worker index; None when one process serves alone."""
+    ready: bool = False
+    """Started (and attached to shared memory in a worker)."""
+    draining: bool = False
+
+    @property
+    def status(self) -> str:
+        return "draining" if self.draining else "ready" if self.ready else "starting"
+
+
+def health_routes(inner: AsgiApp, health: Health) -> AsgiApp:
+    """``inner`` behind ``GET /healthz`` and ``GET /readyz`` (see the module docstring)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path")
+        if scope["type"] != "http" or path not in ("/healthz", "/readyz"):
+            await inner(scope, receive, send)
+            return
+        ok = path == "/healthz" or (health.ready and not health.draining)
+        body = json.dumps({"status": health.status, "worker": health.worker, "pid": os.getpid()}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"cache-control", b"no-store"),
+            (b"x-sente-worker", b"-" if health.worker is None else str(health.worker).encode()),
+            (b"x-sente-pid", str(os.getpid()).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200 if ok else 503, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
+
+    return app
+
+
+# ---------------------------------------------------------------------- uvicorn with a drain
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with Sente's drain in front of its shutdown, and no re-raised signal afterwards."""
+
+    def __init__(self, config: uvicorn.Config, app: SenteApp, health: Health,
+                 on_ready: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self.sente_app = app
+        self.health = health
+        self.on_ready = on_ready
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.health.ready = True
+            if self.on_ready is not None:
+                self.on_ready()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.health.draining = True
+        for server in self.servers:
+            server.close()  # stop accepting before the drain, so nothing new arrives after it
+        try:
+            self.sente_app.server.drain(DRAIN_CLOSE_CODE)
+        except Exception:
+            log.exception("draining the Sente server failed")
+        await super().shutdown(sockets)
+
+
+def serve_forever(
+    app: SenteApp,
+    sock: socket.socket,
+    health: Health,
+    *,
+    log_level: str = "info",
+    shutdown_timeout: float = 10.0,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve ``app`` on the listening ``sock`` until SIGTERM/SIGINT, then drain (see :class:`DrainingServer`).
+
+    Logging is the caller's to set up. Open connections get ``shutdown_timeout`` minus a second (for the
+    lifespan shutdown and the exit) to finish after the drain; what is left is cancelled.
+    """
+    host, port = sock.getsockname()[:2]
+    config = uvicorn_config(
+        app, host, port, log_level, asgi=health_routes(app.asgi, health), log_config=None,
+        timeout_graceful_shutdown=max(0.1, shutdown_timeout - 1.0),
+    )
+    DrainingServer(config, app, health, on_ready).run(sockets=[sock])
 
 
 def _has_uvloop() -> bool:

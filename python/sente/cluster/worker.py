@@ -1,0 +1,214 @@
+"""One serving process: the app on uvicorn + picows, on a socket it binds itself; alone or as a supervisor's worker.
+
+A worker is started by :mod:`sente.cluster.supervisor` as ``python -m sente.cluster.worker SPEC`` (SPEC: one JSON
+object, see :func:`main`). In order, it:
+
+1. asks the kernel for SIGTERM if the supervisor dies (``PR_SET_PDEATHSIG``), so no worker outlives it;
+2. attaches to the supervisor's shared memory with its index (:meth:`csente.shm.SharedState.attach`) and makes
+   that visible to the app through :func:`current`;
+3. imports APP and calls the factory with the settings' packer and ServerConfig options;
+4. binds host:port itself with ``SO_REUSEPORT`` (the kernel spreads new connections over the workers);
+5. serves with ``/healthz`` and ``/readyz`` in front (:mod:`sente.serve`), and tells the supervisor it is ready
+   (one byte on an inherited pipe);
+6. on SIGTERM/SIGINT drains (WebSockets closed with 1012, held polls answered) and exits 0.
+
+``sente serve`` without ``--workers`` runs the same code in its own process (:func:`serve_app` with no index):
+no shared memory, ``current()`` is None, no ``SO_REUSEPORT``.
+
+App code gets the worker's shared state with :func:`current`, e.g. in its factory::
+
+    from sente.cluster.worker import current
+
+    def app(packer="edn", **options):
+        ctx = current()  # None when one process serves alone
+        backplane = ShmBackplane(ctx.shared) if ctx is not None else None
+        ...
+
+Logging (:func:`configure_logging`): one line per record on stderr, plain text naming the worker index and pid,
+or with ``json_logs`` one JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``,
+``worker`` (index, or null), ``pid`` (and ``exc`` with a traceback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import datetime
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from csente.shm import SharedState
+
+from ..app import load_app_factory
+from ..config import Settings, settings_from_json
+from ..serve import Health, bind_socket, serve_forever
+
+log = logging.getLogger("sente.cluster.worker")
+
+
+class WorkerContext(NamedTuple):
+    """This process as a worker of the supervisor: its index and its attachment to the shared segment."""
+
+    worker_index: int
+    shared: SharedState
+
+
+_current: WorkerContext | None = None
+
+
+def current() -> WorkerContext | None:
+    """``(worker_index, shared_state)`` in a worker started by the supervisor; None when one process serves alone.
+
+    Set before the app factory is called, so the factory can pass ``shared`` on (e.g. to a backplane). The
+    worker owns the attachment: app code must not close it.
+    """
+    return _current
+
+
+# ---------------------------------------------------------------------- logging
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, worker, pid (and exc)."""
+
+    def __init__(self, worker: int | None) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def format(self, record: logging.LogRecord) -> str:
+        obj: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "worker": self.worker,
+            "pid": record.process,
+        }
+        if record.exc_info:
+            obj["exc"] = self.formatException(record.exc_info)
+        return json.dumps(obj, default=str)
+
+
+def configure_logging(settings: Settings, worker: int | str | None) -> None:
+    """Root logging for this process, uvicorn's loggers included (see the module docstring).
+
+    ``worker`` is the index, "supervisor", or None for a process serving alone.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.json_logs:
+        handler.setFormatter(JsonFormatter(worker if isinstance(worker, int) else None))
+    else:
+        who = f"worker {worker}" if isinstance(worker, int) else worker or "sente"
+        fmt = f"%(asctime)s %(levelname)s [{who} pid %(process)d] %(name)s: %(message)s"
+        handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        named = logging.getLogger(name)
+        named.handlers.clear()
+        named.propagate = True
+
+
+def startup_line(settings: Settings, text: str) -> None:
+    """The one line ``sente serve`` prints on stdout when it starts (a JSON object with ``json_logs``)."""
+    if settings.json_logs:
+        record = logging.LogRecord("sente", logging.INFO, __file__, 0, text, None, None)
+        print(JsonFormatter(None).format(record), flush=True)
+    else:
+        print(text, flush=True)
+
+
+# ---------------------------------------------------------------------- serving
+
+
+def serve_app(
+    app_spec: str,
+    settings: Settings,
+    *,
+    index: int | None = None,
+    shm_name: str | None = None,
+    ready_fd: int | None = None,
+    on_bound: Callable[[int], None] | None = None,
+) -> int:
+    """Build APP and serve it until SIGTERM/SIGINT; the process's exit status.
+
+    With ``index`` and ``shm_name`` (a supervised worker) it attaches to the shared segment first and binds with
+    ``SO_REUSEPORT``; ``ready_fd`` gets one byte once the server listens, and is closed. ``on_bound`` gets the
+    port once the socket is bound (before the server starts).
+    """
+    global _current
+    health = Health(worker=index)
+    shared: SharedState | None = None
+    try:
+        if index is not None and shm_name is not None:
+            shared = SharedState.attach(shm_name, index)
+            _current = WorkerContext(index, shared)
+        factory = load_app_factory(app_spec)
+        app = factory(packer=settings.packer, **settings.server_options)
+        sock = bind_socket(settings.host, settings.port, reuse_port=index is not None)
+        if on_bound is not None:
+            on_bound(sock.getsockname()[1])
+
+        def ready() -> None:
+            log.info("serving on %s:%d", *sock.getsockname()[:2])
+            if ready_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.write(ready_fd, b"R")
+                    os.close(ready_fd)
+
+        serve_forever(app, sock, health, log_level=settings.log_level, shutdown_timeout=settings.shutdown_timeout,
+                      on_ready=ready)
+        return 0
+    finally:
+        _current = None
+        if shared is not None:
+            shared.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM this process when its parent dies (Linux); exit now if the parent is gone already."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:
+        raise SystemExit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sente.cluster.worker SPEC``; SPEC is a JSON object with ``app`` (module:factory), ``settings``
+    (:meth:`Settings.to_json`), ``index``, ``shm`` (the segment's name), ``ready_fd`` (inherited pipe, or null)
+    and ``parent`` (the supervisor's pid)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 1:
+        print("usage: python -m sente.cluster.worker SPEC-JSON (started by the supervisor)", file=sys.stderr)
+        return 2
+    spec = json.loads(args[0])
+    settings = settings_from_json(spec["settings"])
+    index = int(spec["index"])
+    configure_logging(settings, index)
+    if spec.get("parent"):
+        _die_with_parent(int(spec["parent"]))
+    try:
+        return serve_app(spec["app"], settings, index=index, shm_name=spec["shm"], ready_fd=spec.get("ready_fd"))
+    except SystemExit:
+        raise
+    except BaseException:
+        log.exception("worker %d failed", index)
+        return 1
+
+
+if __name__ == "__main__":
+    # Run the imported module's main, not this __main__ copy: app code imports sente.cluster.worker, and
+    # current() must answer from the module it imports.
+    from sente.cluster import worker
+
+    sys.exit(worker.main())
