@@ -47,6 +47,8 @@ from csente.shm import SharedState
 from ..app import load_app_factory
 from ..config import Settings, settings_from_json
 from ..serve import Health, bind_socket, serve_forever
+from ..server import ChannelSocketServer
+from .backplane import ShmBackplane
 
 log = logging.getLogger("sente.cluster.worker")
 
@@ -151,6 +153,9 @@ def serve_app(
         if index is not None and shm_name is not None:
             shared = SharedState.attach(shm_name, index)
             _current = WorkerContext(index, shared)
+            attached = shared
+            # Every ChannelSocketServer the app builds joins the broker: presence and pushes cross workers.
+            ChannelSocketServer.backplane_factory = lambda: ShmBackplane(attached)
         factory = load_app_factory(app_spec)
         app = factory(packer=settings.packer, **settings.server_options)
         sock = bind_socket(settings.host, settings.port, reuse_port=index is not None)
@@ -169,6 +174,7 @@ def serve_app(
         return 0
     finally:
         _current = None
+        ChannelSocketServer.backplane_factory = None
         if shared is not None:
             shared.close()
 

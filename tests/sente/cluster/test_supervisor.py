@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 import pytest
 
 from csente.shm import SharedState
+from sente.cluster.backplane import uid_key
 from sente.cluster.supervisor import ClusterStats
 from sente.edn import Keyword
 from sente.packers import EdnPacker
@@ -285,7 +286,7 @@ async def _kill_and_watch(c: Cluster, observer: SharedState, stats: ClusterStats
             if min(len(v) for v in clients.values()) >= 2:
                 break
         assert min(len(v) for v in clients.values()) >= 2, {k: len(v) for k, v in clients.items()}
-        every = {uid.encode() for held in clients.values() for uid, _ in held}
+        every = {uid_key(uid) for held in clients.values() for uid, _ in held}
         assert every <= set(observer.connected_uids())
         victim, survivor = 1, 0
         old = pids[victim]
@@ -302,15 +303,15 @@ async def _kill_and_watch(c: Cluster, observer: SharedState, stats: ClusterStats
         assert stats.restarts(victim) == restarts_before + 1
         assert stats.restarts_total >= 1
         assert stats.worker_pid(victim) == back[victim]
-        gone = {uid.encode() for uid, _ in clients[victim]}
-        kept = {uid.encode() for uid, _ in clients[survivor]}
+        gone = {uid_key(uid) for uid, _ in clients[victim]}
+        kept = {uid_key(uid) for uid, _ in clients[survivor]}
         registry = set(observer.connected_uids())
         assert not gone & registry, "the killed worker's uids left the registry"
         assert kept <= registry
         for _uid, conn in clients[survivor]:  # still connected, still served by the same process
             index, pid, closed = await whoami(conn)
             assert (index, pid) == (survivor, pids[survivor])
-        assert {u.encode() for u in closed} >= gone, "the survivor got uidport-close control messages"
+        assert {uid_key(u) for u in closed} >= gone, "the survivor fired uidport-close for the reclaimed uids"
         for _uid, conn in clients[victim]:  # the kernel closed the dead worker's sockets
             with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
                 await conn.frame(IO_TIMEOUT)
