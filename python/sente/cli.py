@@ -99,6 +99,15 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    """``sente demo``: exactly ``sente serve sente.demo:app`` (2 workers unless told), the chat page at ``/``."""
+    argv = ["serve", "sente.demo:app", "--workers", args.workers]
+    for flag in ("host", "port", "packer"):
+        argv += [f"--{flag}", getattr(args, flag)] if getattr(args, flag) else []
+    print("sente demo: open the URL below in two browser tabs (/?type=ajax forces Ajax long-polling)", flush=True)
+    return main(argv)
+
+
 def _probe(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -130,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--shutdown-timeout", metavar="SECONDS", help="time to drain on SIGTERM (default 10)")
     for name in NUMERIC_OPTIONS:
         serve.add_argument("--" + name.replace("_", "-"), default=None, metavar="N", help=f"server option {name}")
+    demo = sub.add_parser("demo", help="the demo: a live chat page on sente.js (sente serve sente.demo:app)")
+    demo.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    demo.add_argument("--port", help="TCP port (default 8090; 0: any free port)")
+    demo.add_argument("--workers", default="2", metavar="N", help="worker processes (default 2)")
+    demo.add_argument("--packer", choices=["edn", "transit"], help="wire format (default edn)")
     probe = sub.add_parser("probe", help="connect as a Sente client, print the handshake and the wire transcript")
     probe.add_argument("url", metavar="URL", help="the Sente endpoint, e.g. http://127.0.0.1:8090/chsk")
     probe.add_argument("--uid", help="sent as the uid param (and to --token-url)")
@@ -145,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return roundtrip()
     if args.command == "serve":
         return _serve(args)
+    if args.command == "demo":
+        return _demo(args)
     if args.command == "probe":
         return _probe(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits first
