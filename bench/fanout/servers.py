@@ -52,7 +52,7 @@ def has_cluster() -> bool:
 def peer(name: str) -> Peer:
     """The peer called ``name``: picows, socketio, csente, csente-30ms, csente-w<N> (N workers, adaptive flush)."""
     py = sys.executable
-    sente = (py, "-m", "sente", "serve", "bench.peers.sente_app:app", "--log-level", "warning")
+    one = (py, "-m", "bench.peers.sente_app")
     if name == "picows":
         return Peer(name, "picows", (py, "-m", "bench.peers.picows_server"), "READY",
                     notes="raw picows, 1 send/client/msg")
@@ -60,16 +60,17 @@ def peer(name: str) -> Peer:
         return Peer(name, "socketio", (py, "-m", "bench.peers.socketio_app"), "READY",
                     path="/socket.io/?EIO=4&transport=websocket", notes="python-socketio on uvicorn")
     if name == "csente":
-        return Peer(name, "sente", (*sente, "--send-buf-ms-ws", "0"), "sente: serving", path="/chsk",
-                    notes="1 worker, adaptive flush (send_buf_ms_ws=0)")
+        return Peer(name, "sente", (*one, "--send-buf-ms-ws", "0"), "READY", path="/chsk",
+                    notes="1 process, adaptive flush (send_buf_ms_ws=0)")
     if name == "csente-30ms":
-        return Peer(name, "sente", (*sente, "--send-buf-ms-ws", "30"), "sente: serving", path="/chsk",
-                    notes="1 worker, Sente's default 30 ms window")
+        return Peer(name, "sente", (*one, "--send-buf-ms-ws", "30"), "READY", path="/chsk",
+                    notes="1 process, Sente's default 30 ms window")
     if name.startswith("csente-w") and name[8:].isdigit():
         n = int(name[8:])
         if not has_cluster():
             raise ValueError(f"{name}: this checkout has no sente.cluster (sente serve --workers); run csente instead")
-        return Peer(name, "sente", (*sente, "--send-buf-ms-ws", "0", "--workers", str(n)), "sente: serving",
+        serve = (py, "-m", "sente", "serve", "bench.peers.sente_app:app", "--log-level", "warning")
+        return Peer(name, "sente", (*serve, "--send-buf-ms-ws", "0", "--workers", str(n)), "sente: serving",
                     path="/chsk", workers=n, notes=f"{n} workers (shared-memory backplane), adaptive flush")
     raise ValueError(f"unknown peer {name!r} (picows, socketio, csente, csente-30ms, csente-w<N>)")
 

@@ -4,15 +4,21 @@ Every client's uid is its ``uid`` query parameter (one uid per client, as in a r
 generator has no session). A ``[:bench/pub data]`` event from the publisher is broadcast as ``[:bench/f data]`` to
 every connected uid with :meth:`~sente.server.ChannelSocketServer.broadcast` (encoded once, batched per flush).
 Under ``--workers N`` the worker's backplane carries the broadcast to the other workers' clients.
+
+One process (the benchmark's ``csente`` and ``csente-30ms`` peers), independent of ``sente serve``'s defaults:
+
+    python -m bench.peers.sente_app --port 8097 --send-buf-ms-ws 0
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from sente.app import SenteApp
 from sente.edn import Keyword
 from sente.protocol.server import EventMsg
+from sente.serve import run
 from sente.server import ChannelSocketServer
 
 F = Keyword("bench/f")
@@ -27,3 +33,17 @@ def app(packer: str = "edn", **options: Any) -> SenteApp:
         chsk.broadcast([F, msg.data])
 
     return SenteApp(chsk, chsk.asgi())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8097)
+    parser.add_argument("--send-buf-ms-ws", type=int, default=0, help="0: adaptive flush; Sente's default is 30")
+    args = parser.parse_args()
+    print(f"READY csente {args.host}:{args.port}", flush=True)  # the runner still waits for the port to accept
+    run(app(send_buf_ms_ws=args.send_buf_ms_ws), args.host, args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
