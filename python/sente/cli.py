@@ -108,6 +108,22 @@ def _demo(args: argparse.Namespace) -> int:
     return main(argv)
 
 
+def _bench(argv: list[str]) -> int:
+    """``sente bench``: the fan-out benchmark, ``bench.fanout`` of a source checkout (bench/ is not installed)."""
+    from pathlib import Path
+
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / "bench" / "fanout" / "__main__.py").is_file():
+            sys.path.insert(0, str(root))
+            from bench.fanout.__main__ import main as bench_main
+
+            return bench_main(argv)
+    print("sente bench: the benchmark lives in bench/fanout of a csente source checkout, which is not installed "
+          "with the package; run it from a checkout (pip install -e '.[dev]', then sente bench or "
+          "python -m bench.fanout)", file=sys.stderr)
+    return 2
+
+
 def _probe(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -154,7 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe.add_argument("--csrf-token")
     probe.add_argument("-H", "--header", action="append", default=[], help="'Name: value', repeatable")
     probe.add_argument("--trace", action="store_true", help="also log at DEBUG level (sente.client.wire...)")
-    args = parser.parse_args(argv)
+    sub.add_parser("bench", add_help=False, help="the fan-out benchmark (source checkout; sente bench --help)")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        return _bench(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command in (None, "roundtrip"):
         return roundtrip()
     if args.command == "serve":
