@@ -55,7 +55,7 @@ def roundtrip(out: Any = sys.stdout) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    """``sente serve``: one process without ``--workers`` (as before the cluster existed), else the supervisor."""
+    """``sente serve``: a supervisor and its workers (one per CPU by default); ``--workers 0``: this one process."""
     from .app import load_app_factory
     from .cluster.worker import configure_logging, serve_app, startup_line
     from .config import ConfigError, load_settings
@@ -72,7 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"sente: cannot load APP {args.app!r}: {e}", file=sys.stderr)
         return 2
     url = f"http://{settings.host}:{{port}}"
-    if settings.workers is None:
+    if settings.workers == 0:
         configure_logging(settings, None)
 
         def announce(port: int) -> None:
@@ -147,8 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--packer", choices=["edn", "transit"], help="wire format (default edn)")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--workers", nargs="?", const="auto", metavar="N",
-                       help="run N worker processes under a supervisor (no N: one per CPU); "
-                            "without this flag one process serves")
+                       help="worker processes under a supervisor (default, or no N: one per CPU); "
+                            "0: this one process serves, without supervisor or shared memory")
     serve.add_argument("--config", metavar="TOML", help="settings file (flags > SENTE_* variables > file > defaults)")
     serve.add_argument("--json-logs", action=argparse.BooleanOptionalAction, default=None,
                        help="one JSON object per log line")

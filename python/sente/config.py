@@ -12,7 +12,7 @@ The file is flat, with the same names as the settings (``-`` and ``_`` both acce
 
     host = "0.0.0.0"
     port = 8090
-    workers = "auto"          # or a number; leave out for one process without a supervisor
+    workers = "auto"          # the default: one per CPU; a number; 0: one process, no supervisor
     packer = "transit"
     json_logs = true
     shutdown_timeout = 10.0
@@ -61,8 +61,9 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8090
-    workers: int | None = None
-    """How many worker processes the supervisor runs; None: one process, no supervisor, no shared memory."""
+    workers: int = dataclasses.field(default_factory=lambda: default_workers())
+    """How many worker processes the supervisor runs (default: one per CPU); 0: the app runs in this one
+    process, with no supervisor and no shared memory (for debugging and embedding)."""
     packer: str = "edn"
     log_level: str = "info"
     json_logs: bool = False
@@ -98,12 +99,10 @@ def _parse_int(value: Any, where: str, lo: int, hi: int) -> int:
     return n
 
 
-def _parse_workers(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
+def _parse_workers(value: Any, where: str) -> int:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return default_workers()
-    return _parse_int(value, where, 1, MAX_WORKERS)
+    return _parse_int(value, where, 0, MAX_WORKERS)
 
 
 def default_workers() -> int:

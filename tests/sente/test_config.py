@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sente.cli import main
-from sente.config import MAX_WORKERS, ConfigError, Settings, load_settings, settings_from_json
+from sente.config import MAX_WORKERS, ConfigError, Settings, default_workers, load_settings, settings_from_json
 
 
 def toml(tmp_path: Path, text: str) -> str:
@@ -21,7 +21,7 @@ def test_defaults_without_any_source() -> None:
     s = load_settings({}, {})
     assert s == Settings()
     assert (s.host, s.port, s.workers, s.packer, s.json_logs, s.shutdown_timeout) == (
-        "127.0.0.1", 8090, None, "edn", False, 10.0)
+        "127.0.0.1", 8090, default_workers(), "edn", False, 10.0)
     assert s.server_options == {}
 
 
@@ -59,6 +59,10 @@ def test_value_parsing_by_type(tmp_path: Path) -> None:
     assert s.json_logs is True and s.server_options == {"send_buf_ms_ws": 5}
 
 
+def test_zero_workers_means_one_process_without_a_supervisor() -> None:
+    assert load_settings({"workers": "0"}, {}).workers == 0
+
+
 def test_settings_round_trip_through_json_for_the_workers() -> None:
     s = load_settings({"port": "0", "workers": "2", "lp_timeout_ms": "15000", "json_logs": True}, {})
     assert settings_from_json(s.to_json()) == s
@@ -69,7 +73,7 @@ def test_settings_round_trip_through_json_for_the_workers() -> None:
     [
         ({"SENTE_PORT": "http"}, "SENTE_PORT: expected an integer, got 'http'"),
         ({"SENTE_PORT": "70000"}, "SENTE_PORT: 70000 is out of range 0..65535"),
-        ({"SENTE_WORKERS": "0"}, "SENTE_WORKERS: 0 is out of range 1..32"),
+        ({"SENTE_WORKERS": "33"}, "SENTE_WORKERS: 33 is out of range 0..32"),
         ({"SENTE_JSON_LOGS": "maybe"}, "SENTE_JSON_LOGS: expected true or false"),
         ({"SENTE_PACKER": "json"}, "SENTE_PACKER: expected one of edn, transit"),
         ({"SENTE_SHUTDOWN_TIMEOUT": "-1"}, "SENTE_SHUTDOWN_TIMEOUT: -1.0 is out of range"),

@@ -222,8 +222,8 @@ class Supervisor:
         on_reclaimed: ReclaimHook | None = None,
         directory: str = SHM_DIRECTORY,
     ) -> None:
-        if settings.workers is None:
-            raise ValueError("the supervisor needs settings.workers")
+        if settings.workers < 1:
+            raise ValueError("the supervisor needs settings.workers >= 1")
         self.app_spec = app_spec
         self.settings = settings
         self.directory = directory
