@@ -200,6 +200,7 @@ class Bench:
         t0_ns = time.monotonic_ns()
         sent = 0
         done = asyncio.Event()
+        published_at = float("inf")
 
         async def publish() -> None:
             nonlocal sent
@@ -215,6 +216,8 @@ class Bench:
                 sent += 1
                 if time.monotonic() > self.deadline:
                     break
+            nonlocal published_at
+            published_at = time.monotonic()
             done.set()
 
         task = asyncio.create_task(publish())
@@ -228,7 +231,8 @@ class Bench:
             if done.is_set() and total >= expected:
                 cpu1 = srv.tree.sample()
                 break
-            if done.is_set() and time.monotonic() - last_change > args.drain_s:
+            if done.is_set() and (time.monotonic() - last_change > args.drain_s
+                                  or time.monotonic() - published_at > args.drain_s):
                 break
             if time.monotonic() > self.deadline:
                 break
@@ -295,8 +299,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--connect-timeout", type=float, default=20.0, help="per connection+handshake (default 20 s)")
     p.add_argument("--server-cpus", help="pin servers to these CPUs, e.g. 0 or 0-1")
     p.add_argument("--client-cpus", help="pin the load generator (and publisher) to these CPUs, e.g. 1")
-    p.add_argument("--drain-s", type=float, default=5.0, help="give up waiting for deliveries after this long "
-                   "without progress (default 5 s); what is missing counts as lost")
+    p.add_argument("--drain-s", type=float, default=5.0, help="wait at most this long for deliveries after the "
+                   "last event is sent (default 5 s); what has not arrived by then counts as lost")
     p.add_argument("--max-seconds", type=float, default=120.0, help="hard bound on the whole run (default 120 s)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "fanout"), help="output folder")
     p.add_argument("--report", metavar="JSONL", help="only render the table and chart of a saved results.jsonl")
