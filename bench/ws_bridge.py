@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from typing import Any
 
 import picows
@@ -229,7 +230,7 @@ def main() -> None:
 
     print(
         f"N={args.n} size={args.size} window={args.window} runs={args.runs} loop={args.loop} "
-        f"picows={picows.__version__}"
+        f"picows={version('picows')}"
     )
     print(f"{'server':<8} {'server CPU us/msg':>18} {'wall us/msg':>12}")
     results: dict[str, dict[str, Any]] = {}
