@@ -87,7 +87,8 @@ function ednOut(x) {
   if (Array.isArray(x)) return x.map(ednOut);
   if (x instanceof Set) return { set: [...x].map(ednOut) };
   if (x instanceof Map) return { map: [...x].map(([k, v]) => [ednOut(k), ednOut(v)]) };
-  if (x instanceof Date || typeof x !== "object") {
+  if (x instanceof Date) return { tag: "inst", val: x.toISOString().replace(/Z$/, "-00:00") }; // as cljs prints it
+  if (typeof x !== "object") {
     if (typeof x === "number" && !Number.isFinite(x)) {
       return { sym: Number.isNaN(x) ? "##NaN" : x > 0 ? "##Inf" : "##-Inf" };
     }

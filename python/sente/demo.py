@@ -6,7 +6,9 @@ it receives, and a button that asks the server for a reply. ``/?type=ajax`` forc
 WebSocket blocked, ``type=auto`` (the default) falls back to it by itself.
 
 Routes: ``/`` the page (``sente/static/demo.html``), ``/sente.js`` the client, ``/csrf-token`` the session's
-CSRF token (:meth:`ChannelSocketServer.asgi`), ``/chsk`` Sente. The uid is the page's ``user`` parameter.
+CSRF token (:meth:`ChannelSocketServer.asgi`), ``/login?user=U`` puts the user name in the session (answers the
+name), ``/chsk`` Sente. The uid is the session's, Sente's default ``user-id-fn`` (Ajax POSTs carry no params in
+Sente 1.21+, so a uid from a query parameter would not reach them).
 Events: ``[:demo/chat {:text s}]`` → ``[:demo/said {:from uid :text s :at ms}]`` to every connected uid;
 ``[:demo/ask x]`` → reply ``{:answer .. :uid .. :pid ..}``; ``[:demo/users]`` → reply the connected uids;
 ``[:demo/users [uid ...]]`` is pushed to everyone when that set changes.
@@ -19,23 +21,18 @@ import asyncio
 import html
 import os
 import time
+from secrets import randbelow
 from typing import Any
 
 from .app import SenteApp
 from .jsclient import static_file, with_sente_js
 from .protocol.config import Response
-from .protocol.requests import Request
 from .protocol.server import EventMsg
 from .server import ChannelSocketServer, ConnectedUids
-from .transport.asgi import Receive, Scope, Send, send_response
+from .transport.asgi import Receive, Scope, Send, request_from_scope, send_response
 
 MAX_TEXT = 500
 MAX_USER = 32
-
-
-def _user(request: Request) -> Any:
-    user = (request.param("user") or "").strip()[:MAX_USER]
-    return user or None
 
 
 def _users(uids: ConnectedUids) -> list[str]:
@@ -49,7 +46,7 @@ def page(packer: str) -> str:
 
 def app(packer: str = "edn", **options: Any) -> SenteApp:
     """Build the demo; ``options`` go to :class:`~sente.server.ChannelSocketServer` (``sente serve`` flags)."""
-    chsk = ChannelSocketServer(packer=packer, user_id_fn=_user, **options)
+    chsk = ChannelSocketServer(packer=packer, **options)  # uid: the session's "uid"
 
     @chsk.on("demo/chat")
     def chat(msg: EventMsg) -> None:
@@ -74,6 +71,17 @@ def app(packer: str = "edn", **options: Any) -> SenteApp:
     chsk.on_connected_uids_change(users_changed)
     body = page(packer)
 
+    async def login(scope: Scope, send: Send) -> None:
+        request = request_from_scope(scope)
+        session, new = chsk.sessions.get_or_create(request.cookies)
+        asked = (request.param("user") or "").strip()[:MAX_USER]
+        user = asked or session.get("uid") or f"guest-{randbelow(9000) + 1000}"
+        changed = new or session.get("uid") != user
+        session["uid"] = user
+        cookie = chsk.sessions.save(session) if changed else None
+        headers = [("Cache-Control", "no-store")] + ([("Set-Cookie", cookie)] if cookie else [])
+        await send_response(send, Response(200, user, (("Content-Type", "text/plain; charset=utf-8"),)), headers)
+
     async def routes(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
@@ -82,6 +90,8 @@ def app(packer: str = "edn", **options: Any) -> SenteApp:
         elif scope["type"] == "http" and scope["path"] in ("/", "/index.html"):
             await send_response(send, Response(200, body, (("Content-Type", "text/html; charset=utf-8"),)),
                                 [("Cache-Control", "no-cache")])
+        elif scope["type"] == "http" and scope["path"] == "/login":
+            await login(scope, send)
         elif scope["type"] == "http":
             await send_response(send, Response(404, "Not Found", (("Content-Type", "text/plain; charset=utf-8"),)))
 
