@@ -1,0 +1,102 @@
+"""What the browser and Node tests share: our server in a thread, and bounded reading of a child's JSON lines.
+
+The tests need Node with ``js/node_modules`` (``cd js && npm ci``) and, for the browser ones, Debian's
+``/usr/bin/chromium``; ``.ci/run`` installs both. Where one is missing locally the tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import selectors
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from sente import demo, serve
+from tests.sente.conformance.replay import ServerThread
+
+ROOT = Path(__file__).resolve().parents[2]
+JS = ROOT / "js"
+CHROMIUM = Path("/usr/bin/chromium")
+NODE = shutil.which("node")
+
+needs_node = pytest.mark.skipif(
+    NODE is None or not (JS / "node_modules" / "playwright-core").is_dir(),
+    reason="needs node and js/node_modules (cd js && npm ci)",
+)
+needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
+
+
+class AppServer(ServerThread):
+    """An app on 127.0.0.1 in a thread; a fixed ``port`` to restart on the same one; ``ws=False``: no WebSocket."""
+
+    def __init__(self, app: Any, port: int = 0, *, ws: bool = True) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.port = self.sock.getsockname()[1]
+        config = serve.uvicorn_config(app, "127.0.0.1", self.port, log_level="warning")
+        if not ws:
+            config.ws = "none"  # upgrades are answered as plain HTTP: WebSocket blocked, as by a proxy
+        self.server = uvicorn.Server(config)
+        self.error = None
+        self.loop = None
+        self.thread = threading.Thread(target=self._run, name=f"sente-app-{self.port}", daemon=True)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        except BaseException as e:
+            self.error = e
+        finally:
+            loop.close()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def demo_server(port: int = 0, *, ws: bool = True) -> AppServer:
+    return AppServer(demo.app(ms_allow_reconnect_before_close_ws=300, lp_timeout_ms=2000), port, ws=ws).start()
+
+
+def read_json_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    """The child's next stdout line that is a JSON object, within ``timeout`` seconds."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not sel.select(left):
+                break
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"the child exited ({proc.wait(5)}) without a result")
+            if line.startswith("{"):
+                obj: dict[str, Any] = json.loads(line)
+                return obj
+    raise AssertionError(f"no JSON line from the child within {timeout} s")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """End a child we started: SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
