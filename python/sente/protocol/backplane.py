@@ -5,6 +5,14 @@ and whether ``:chsk/uidport-open``/``close`` is due, is a cluster-wide question;
 also reach the uid's connections in other workers (shared memory) or on other nodes (Redis). The core
 asks and tells a :class:`Backplane`; what crosses it is always an already-packed batch, never events to
 re-encode. :class:`LocalBackplane` is the single-process answer: presence counted here, nothing remote.
+
+Ajax clients without sticky sessions: consecutive requests of one Ajax client may reach different processes.
+The backplane keeps a cluster-wide registry of ``[uid client-id]`` pairs (``client_join``/``client_leave``/
+``client_known``), so a poll reaching a process that never saw the client is held, not re-handshaken. The
+process that attaches a poll *claims* the client (``claim_poll``); every other process holding a registration
+of it answers the claim through the core (:meth:`AjaxPeer.ajax_claimed_elsewhere`): it stops holding batches
+for the client and hands the ones it holds to the claimant (``hand_off``), which delivers them
+(:meth:`AjaxPeer.ajax_handoff`) before anything newer.
 """
 
 from __future__ import annotations
@@ -13,6 +21,20 @@ from typing import Any, Literal, Protocol
 
 Transport = Literal["ws", "ajax"]
 View = Literal["ws", "ajax", "any"]
+
+
+class AjaxPeer(Protocol):
+    """What a backplane calls on its core when another process claims or hands off an Ajax client."""
+
+    def ajax_claimed_elsewhere(self, uid: Any, client_id: str, owner: Any, now: float) -> None:
+        """Process ``owner`` attached a poll of this client: stop holding its batches, hand them to ``owner``."""
+        ...
+
+    def ajax_handoff(
+        self, uid: Any, client_id: str, batches: list[str | bytes], now: float, final: bool = True
+    ) -> None:
+        """Batches another process held for this client (``final``: that process's answer to our claim)."""
+        ...
 
 
 class Backplane(Protocol):
@@ -46,12 +68,40 @@ class Backplane(Protocol):
         """Send a packed batch to the other processes: for ``uid``'s clients, or for every client when None."""
         ...
 
+    def bind(self, core: AjaxPeer) -> None:
+        """The core this backplane serves (claims and handoffs from other processes are handed to it)."""
+        ...
+
+    def client_join(self, uid: Any, client_id: str) -> None:
+        """An Ajax client ``[uid client-id]`` is registered in this process."""
+        ...
+
+    def client_leave(self, uid: Any, client_id: str) -> None:
+        """This process's registration of the Ajax client is gone."""
+        ...
+
+    def client_known(self, uid: Any, client_id: str) -> bool:
+        """Whether some process of the cluster has the Ajax client registered (handshook and not expired)."""
+        ...
+
+    def claim_poll(self, uid: Any, client_id: str) -> int:
+        """This process attached a poll of the client: tell the others. How many handoffs to wait for (0: none)."""
+        ...
+
+    def hand_off(self, uid: Any, client_id: str, owner: Any, batches: list[str | bytes], final: bool = True) -> None:
+        """Send the batches held here for the client to ``owner`` (the claimant), in order.
+
+        ``final``: this is the answer to ``owner``'s claim (else batches passed on after the claim was answered).
+        """
+        ...
+
 
 class LocalBackplane:
     """One process is the whole cluster: presence is counted here and nothing is remote."""
 
     def __init__(self) -> None:
         self._counts: dict[Transport, dict[Any, int]] = {"ws": {}, "ajax": {}}
+        self._clients: set[tuple[Any, str]] = set()
 
     def connected(self, uid: Any) -> bool:
         return uid in self._counts["ws"] or uid in self._counts["ajax"]
@@ -83,4 +133,22 @@ class LocalBackplane:
         return False
 
     def publish(self, transport: Transport, uid: Any | None, data: str | bytes) -> None:
+        pass
+
+    def bind(self, core: AjaxPeer) -> None:
+        pass
+
+    def client_join(self, uid: Any, client_id: str) -> None:
+        self._clients.add((uid, client_id))
+
+    def client_leave(self, uid: Any, client_id: str) -> None:
+        self._clients.discard((uid, client_id))
+
+    def client_known(self, uid: Any, client_id: str) -> bool:
+        return (uid, client_id) in self._clients
+
+    def claim_poll(self, uid: Any, client_id: str) -> int:
+        return 0
+
+    def hand_off(self, uid: Any, client_id: str, owner: Any, batches: list[str | bytes], final: bool = True) -> None:
         pass

@@ -14,6 +14,14 @@ client-sent ``:chsk/*`` events other than ping and pong arrive wrapped as ``[:ch
 they cannot pose as system events; batches that wait for a client with no live channel (between
 Ajax polls, or a WebSocket reconnecting within its grace period) are kept for ``undelivered_ttl_ms``
 and delivered, in order, when it comes back (Sente retries 6 times over about the same span).
+
+Several processes behind one port (a backplane other than :class:`LocalBackplane`, no sticky sessions):
+an Ajax client is known cluster-wide, so a poll reaching a process that never saw it is held as a
+long-poll, not answered with a handshake (Sente's rule for an unknown ``[uid client-id]`` applies to the
+whole cluster). The process that attaches a poll claims the client; the others stop holding batches for
+it and hand the ones they hold over, and the claimant delivers those first, waiting at most
+``HANDOFF_WAIT_MS`` for them. Each process's registration of the client counts in presence separately
+(the cluster registry counts per registration), so ``uidport-open``/``close`` still fire once.
 """
 
 from __future__ import annotations
@@ -54,6 +62,8 @@ Transport = Literal["ws", "ajax"]
 TRANSPORTS: tuple[Transport, ...] = ("ws", "ajax")
 Handle = Hashable
 AJAX_CONTENT_TYPE = (("Content-Type", "text/html; charset=utf-8"),)
+HANDOFF_WAIT_MS = 100
+"""How long a claimed Ajax poll waits for the other processes' handoffs before delivering what it has."""
 
 
 @dataclass(slots=True)
@@ -126,6 +136,10 @@ class _Client:
     pinged: bool = False  # ws: the last keep-alive check sent a ping
     pending: list[str | bytes] = field(default_factory=list)  # packed batches waiting for a live channel
     pending_gen: int = 0
+    elsewhere: Any = None  # ajax: the process holding this client's current poll (then nothing is held here)
+    handoffs_due: int = 0  # ajax: handoffs still awaited after a claim (delivery waits for them)
+    handoff_at: int = 0  # ajax: where in ``pending`` handed-off batches go (before those that came after the claim)
+    handoff_gen: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -167,6 +181,7 @@ class ServerCore:
         self._buffers: dict[Transport, _Buffer] = {"ws": _Buffer(), "ajax": _Buffer()}
         self._timers: list[tuple[float, int, str, Any, int]] = []
         self._seq = itertools.count()
+        self.backplane.bind(self)
 
     # ------------------------------------------------------------------ output and time
 
@@ -190,6 +205,9 @@ class ServerCore:
 
     def _emit_later(self, action: Action) -> None:
         self._actions.append(action)
+        self._wake()
+
+    def _wake(self) -> None:
         if self.on_output is not None:
             self.on_output()
 
@@ -251,6 +269,8 @@ class ServerCore:
             client = _Client(transport, uid, client_id, request)
             self._clients[key] = client
             self._uid_clients[transport].setdefault(uid, {})[client_id] = client
+            if transport == "ajax":
+                self.backplane.client_join(uid, client_id)
         return client
 
     def _attach(self, client: _Client, handle: Handle) -> None:
@@ -281,6 +301,8 @@ class ServerCore:
         if not siblings:
             del by_uid[client.uid]
         client.conn += 1  # invalidates its timers
+        if client.transport == "ajax":
+            self.backplane.client_leave(client.uid, client.client_id)
         if client.transport == "ws" or client.polled:
             self._left(client)
 
@@ -385,7 +407,7 @@ class ServerCore:
             self._emit(Respond(handle, refused))
             return
         uid = self._user_id(request)
-        known = ("ajax", uid, client_id) in self._clients
+        known = ("ajax", uid, client_id) in self._clients or self.backplane.client_known(uid, client_id)
         client = self._register("ajax", uid, client_id, request)
         if request.param("handshake?") is not None or not known:
             client.request = request
@@ -398,11 +420,80 @@ class ServerCore:
             self._emit(Respond(client.handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
             self._handles.pop(client.handle, None)
         self._attach(client, handle)
+        claim = client.elsewhere is not None or not client.polled  # else this process owns its polls already
+        client.elsewhere = None
         if not client.polled:
             client.polled = True
             self._joined(client)
         self._schedule(now + self.config.lp_timeout_ms, "poll_timeout", client, client.conn)
+        if claim:
+            due = self.backplane.claim_poll(uid, client_id)
+            if due > 0:
+                client.handoffs_due = due
+                client.handoff_at = len(client.pending)
+                client.handoff_gen += 1
+                self._schedule(now + HANDOFF_WAIT_MS, "handoff_timeout", client, client.handoff_gen)
         self._deliver_pending(client, now)
+
+    def ajax_claimed_elsewhere(self, uid: Any, client_id: str, owner: Any, now: float) -> None:
+        """Process ``owner`` attached a poll of this Ajax client: hand it what is held here, hold nothing more.
+
+        A poll still held here is stale (the client has one poll at a time): it is answered with a timeout.
+        """
+        client = self._clients.get(("ajax", uid, client_id))
+        if client is None:
+            return
+        client.elsewhere = owner
+        client.handoffs_due = 0
+        batches, client.pending = client.pending, []
+        client.pending_gen += 1
+        if client.handle is not None:
+            handle = client.handle
+            self._handles.pop(handle, None)
+            self._emit(Respond(handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+            self._detach(client, now)
+        self.backplane.hand_off(uid, client_id, owner, batches)
+        self._wake()
+
+    def ajax_handoff(
+        self, uid: Any, client_id: str, batches: list[str | bytes], now: float, final: bool = True
+    ) -> None:
+        """Batches another process held for this Ajax client: they go before any that arrived after our claim.
+
+        ``final``: the other process's answer to our claim (delivery waits for every one, or ``HANDOFF_WAIT_MS``).
+        """
+        client = self._clients.get(("ajax", uid, client_id))
+        if client is None:
+            if batches:
+                log.info("dropped %d handed-off batches for client %s: not registered here", len(batches), client_id)
+            return
+        if client.elsewhere is not None:  # claimed away again meanwhile: pass them on
+            if batches:
+                self.backplane.hand_off(uid, client_id, client.elsewhere, batches, final=False)
+            return
+        if batches:
+            if not client.pending:
+                client.pending_gen += 1
+                self._schedule(now + self.config.undelivered_ttl_ms, "pending_expiry", client, client.pending_gen)
+            at = min(client.handoff_at, len(client.pending))
+            client.pending[at:at] = batches
+            client.handoff_at = at + len(batches)
+            overflow = len(client.pending) - self.config.max_pending_batches
+            if overflow > 0:
+                log.warning("dropped %d undelivered batches for client %s (cap reached)", overflow, client_id)
+                del client.pending[:overflow]
+                client.handoff_at = max(0, client.handoff_at - overflow)
+        if final and client.handoffs_due > 0:
+            client.handoffs_due -= 1
+        self._deliver_pending(client, now)
+        self._wake()
+
+    def _on_handoff_timeout(self, client: _Client, gen: int, now: float) -> None:
+        if client.handoff_gen == gen and client.handoffs_due:
+            log.info("delivering to client %s without %d handoff(s): none within %d ms",
+                     client.client_id, client.handoffs_due, HANDOFF_WAIT_MS)
+            client.handoffs_due = 0
+            self._deliver_pending(client, now)
 
     def _on_poll_timeout(self, client: _Client, conn: int, now: float) -> None:
         if client.conn != conn or client.handle is None:
@@ -605,7 +696,9 @@ class ServerCore:
         live: list[Handle] = []
         for uid in uids:
             for client in by_uid.get(uid, {}).values():
-                if client.handle is None or client.pending:
+                if client.elsewhere is not None:
+                    continue  # its poll is held by another process, which gets this batch too
+                if client.handle is None or client.pending or client.handoffs_due:
                     self._hold(client, data, now)
                 elif transport == "ws":
                     client.activity = True
@@ -631,6 +724,7 @@ class ServerCore:
         if overflow > 0:
             log.warning("dropped %d undelivered batches for client %s (cap reached)", overflow, client.client_id)
             del client.pending[:overflow]
+            client.handoff_at = max(0, client.handoff_at - overflow)
         if client.handle is not None:
             self._deliver_pending(client, now)
 
@@ -639,10 +733,11 @@ class ServerCore:
             log.info("dropped %d batches for client %s: no live channel within %d ms",
                      len(client.pending), client.client_id, self.config.undelivered_ttl_ms)
             client.pending.clear()
+            client.handoff_at = 0
 
     def _deliver_pending(self, client: _Client, now: float) -> None:
         """A channel is back: WebSockets get every held batch in order, an Ajax poll the oldest one."""
-        if not client.pending or client.handle is None:
+        if not client.pending or client.handle is None or client.handoffs_due:
             return
         if client.transport == "ws":
             batches, client.pending = client.pending, []
@@ -652,6 +747,7 @@ class ServerCore:
                 self._emit(Send((client.handle,), data, push=True))
         else:
             self._complete_poll(client, client.pending.pop(0), now)
+            client.handoff_at = max(0, client.handoff_at - 1)
             if not client.pending:
                 client.pending_gen += 1
 

@@ -2,6 +2,8 @@
 
 ``Cluster`` stands in for shared memory or Redis: it counts presence per core and carries published
 batches to the other cores, which the test hands to ``deliver_remote`` as a worker's ring reader would.
+It also keeps the cluster-wide registry of Ajax clients and carries poll claims and handoffs, so one Ajax
+client can poll and post on any core, as behind SO_REUSEPORT without sticky sessions.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from sente.packers import EdnPacker
 from sente.protocol.backplane import Transport, View
 from sente.protocol.config import ServerConfig
 from sente.protocol.requests import Request
-from sente.protocol.server import Dispatch, Respond, Send, ServerCore
+from sente.protocol.server import HANDOFF_WAIT_MS, Dispatch, Respond, Send, ServerCore
 
 K = Keyword
 
@@ -21,17 +23,30 @@ K = Keyword
 class Cluster:
     def __init__(self, n: int) -> None:
         self.counts: list[dict[tuple[Transport, Any], int]] = [{} for _ in range(n)]
-        self.inboxes: list[list[tuple[Transport, Any, str | bytes]]] = [[] for _ in range(n)]
+        self.clients: list[set[tuple[Any, str]]] = [set() for _ in range(n)]
+        self.inboxes: list[list[tuple[Any, ...]]] = [[] for _ in range(n)]
+        self.records = 0  # claims and handoffs carried so far
         self.cores = [ServerCore(EdnPacker(), ServerConfig(), Member(self, i)) for i in range(n)]
 
     def total(self, uid: Any, transports: tuple[Transport, ...] = ("ws", "ajax"), skip: int | None = None) -> int:
         return sum(c.get((t, uid), 0) for i, c in enumerate(self.counts) if i != skip for t in transports)
 
     def carry(self, now: float = 0) -> None:
-        """Hand every published batch to its destination core."""
-        for i, inbox in enumerate(self.inboxes):
-            while inbox:
-                self.cores[i].deliver_remote(*inbox.pop(0), now)
+        """Hand every published record to its destination core, until none is left (handoffs answer claims)."""
+        while any(self.inboxes):
+            for i, inbox in enumerate(self.inboxes):
+                while inbox:
+                    what, *args = inbox.pop(0)
+                    core = self.cores[i]
+                    if what == "batch":
+                        core.deliver_remote(*args, now)
+                    elif what == "claim":
+                        self.records += 1
+                        core.ajax_claimed_elsewhere(*args, now)
+                    else:
+                        self.records += 1
+                        uid, client_id, batches, final = args
+                        core.ajax_handoff(uid, client_id, batches, now, final=final)
 
 
 class Member:
@@ -65,7 +80,30 @@ class Member:
     def publish(self, transport: Transport, uid: Any | None, data: str | bytes) -> None:
         for i, inbox in enumerate(self.cluster.inboxes):
             if i != self.index:
-                inbox.append((transport, uid, data))
+                inbox.append(("batch", transport, uid, data))
+
+    def bind(self, core: Any) -> None:
+        pass
+
+    def client_join(self, uid: Any, client_id: str) -> None:
+        self.cluster.clients[self.index].add((uid, client_id))
+
+    def client_leave(self, uid: Any, client_id: str) -> None:
+        self.cluster.clients[self.index].discard((uid, client_id))
+
+    def client_known(self, uid: Any, client_id: str) -> bool:
+        return any((uid, client_id) in c for c in self.cluster.clients)
+
+    def claim_poll(self, uid: Any, client_id: str) -> int:
+        holders = [i for i, c in enumerate(self.cluster.clients) if i != self.index and (uid, client_id) in c]
+        if holders:
+            for i, inbox in enumerate(self.cluster.inboxes):
+                if i != self.index:
+                    inbox.append(("claim", uid, client_id, self.index))
+        return len(holders)
+
+    def hand_off(self, uid: Any, client_id: str, owner: Any, batches: list[str | bytes], final: bool = True) -> None:
+        self.cluster.inboxes[owner].append(("handoff", uid, client_id, list(batches), final))
 
 
 def request(uid: str, client_id: str, **params: str) -> Request:
@@ -180,3 +218,209 @@ def test_pushes_from_one_worker_keep_their_order_on_another():
         a.tick(i * 40 + 30)
     cluster.carry()
     assert [d for _, d in sent(b)] == [f"[[[:t/p {i}]] nil]" for i in range(3)]
+
+
+# ---------------------------------------------------------------------- Ajax without sticky sessions
+
+
+class Actions:
+    """Every action of every core of a cluster, collected as the test goes (core index, action)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.log: list[tuple[int, Any]] = []
+
+    def collect(self, now: float = 0) -> None:
+        self.cluster.carry(now)
+        for i, core in enumerate(self.cluster.cores):
+            self.log.extend((i, a) for a in core.take_actions())
+
+    def tick(self, now: float) -> None:
+        for core in self.cluster.cores:
+            core.tick(now)
+        self.collect(now)
+
+    def answers(self) -> dict[Any, tuple[int, str | bytes]]:
+        """Responses by request handle: (core, body)."""
+        return {a.handle: (i, a.response.body) for i, a in self.log if isinstance(a, Respond)}
+
+    def events(self) -> list[tuple[int, Any]]:
+        return [(i, a.msg.event) for i, a in self.log if isinstance(a, Dispatch)]
+
+
+HANDSHAKE_BOB = '[[:chsk/handshake ["bob" nil nil]] nil]'
+
+
+def handshake(run: Actions, core: int, handle: str, now: float = 0) -> None:
+    run.cluster.cores[core].ajax_get(handle, request("bob", "c1", **{"handshake?": "1"}), now)
+    run.collect(now)
+
+
+def poll(run: Actions, core: int, handle: str, now: float = 0) -> None:
+    run.cluster.cores[core].ajax_get(handle, request("bob", "c1"), now)
+    run.collect(now)
+
+
+def push(run: Actions, core: int, n: int, now: float) -> None:
+    assert run.cluster.cores[core].send("bob", [K("t/p"), n], now, flush=True)
+    run.collect(now)
+
+
+def test_a_poll_on_another_worker_is_held_not_answered_with_a_handshake():
+    run = Actions(Cluster(2))
+    handshake(run, 0, "h")
+    poll(run, 1, "g1")
+    assert run.answers() == {"h": (0, HANDSHAKE_BOB)}  # g1 is held on worker 1
+    run.tick(20_000)
+    assert run.answers()["g1"] == (1, "[:chsk/timeout nil]")
+
+
+def test_an_unknown_client_still_gets_a_handshake_on_any_worker():
+    run = Actions(Cluster(2))
+    poll(run, 1, "g1")
+    assert run.answers() == {"g1": (1, HANDSHAKE_BOB)}
+
+
+def test_a_push_between_polls_is_delivered_once_by_the_worker_of_the_next_poll():
+    for sender in (0, 1):
+        for next_poll in (0, 1):
+            run = Actions(Cluster(2))
+            handshake(run, 0, "h")
+            poll(run, 1, "g1")
+            push(run, sender, 1, 10)  # answers g1 on worker 1
+            push(run, sender, 2, 20)  # between polls: held by worker 1
+            poll(run, next_poll, "g2", 30)
+            push(run, sender, 3, 40)
+            poll(run, 1 - next_poll, "g3", 50)
+            run.tick(20_000)
+            answers = run.answers()
+            assert answers["g1"] == (1, "[[[:t/p 1]] nil]")
+            assert answers["g2"] == (next_poll, "[[[:t/p 2]] nil]"), (sender, next_poll)
+            assert answers["g3"] == (1 - next_poll, "[[[:t/p 3]] nil]"), (sender, next_poll)
+            assert len(answers) == 4  # the handshake and three polls: nothing twice, nothing stale
+
+
+def test_polls_ping_ponging_between_workers_keep_the_order_and_never_duplicate():
+    run = Actions(Cluster(3))
+    handshake(run, 0, "h")
+    got: list[str | bytes] = []
+    polls = 0
+
+    def poll_until_held(worker: int, now: float) -> None:
+        nonlocal polls
+        while True:  # a poll takes one held batch at most: the client polls again at once, on the same worker
+            polls += 1
+            handle = f"g{polls}"
+            poll(run, worker, handle, now)
+            if handle not in run.answers():
+                return
+            got.append(run.answers()[handle][1])
+
+    poll_until_held(0, 0)
+    workers = [1, 2, 0, 0, 1, 2, 2, 1, 0, 1]
+    now = 0.0
+    for i, worker in enumerate(workers):
+        push(run, i % 3, 2 * i, now + 1)  # answers the held poll
+        push(run, (i + 1) % 3, 2 * i + 1, now + 2)  # the client is between polls: held
+        got.append(run.answers()[f"g{polls}"][1])
+        poll_until_held(worker, now + 3)
+        now += 100
+    run.tick(now + 20_000)
+    assert got == [f"[[[:t/p {n}]] nil]" for n in range(2 * len(workers))]
+    assert len(run.answers()) == polls + 1  # every poll answered once, the last one with a timeout
+    assert run.cluster.records > 0
+
+
+def test_a_batch_reaching_the_claimant_first_waits_behind_the_handed_off_ones():
+    cluster = Cluster(2)
+    run = Actions(cluster)
+    a, b = cluster.cores
+    handshake(run, 0, "h")
+    poll(run, 0, "g1")
+    a.send("bob", [K("t/p"), 1], 0, flush=True)  # answers g1 on worker 0
+    a.send("bob", [K("t/p"), 2], 1, flush=True)  # held on worker 0
+    run.collect(1)
+    b.ajax_get("g2", request("bob", "c1"), 2)  # claims; worker 0 has not read the claim yet
+    b.deliver_remote("ajax", "bob", "[[[:t/p 3]] nil]", 3)  # a newer batch reaches worker 1 first
+    for core in cluster.cores:
+        run.log.extend((0 if core is a else 1, x) for x in core.take_actions())
+    assert "g2" not in run.answers()  # waits for worker 0's handoff
+    run.collect(4)
+    assert run.answers()["g2"] == (1, "[[[:t/p 2]] nil]")
+    poll(run, 1, "g3", 5)
+    assert run.answers()["g3"] == (1, "[[[:t/p 3]] nil]")
+
+
+def test_a_missing_handoff_delays_delivery_by_at_most_the_handoff_wait():
+    cluster = Cluster(2)
+    run = Actions(cluster)
+    handshake(run, 0, "h")
+    poll(run, 0, "g1")
+    run.collect()
+    cluster.cores[1].ajax_get("g2", request("bob", "c1"), 10)
+    cluster.inboxes[0].clear()  # the claim is lost (say worker 0 died)
+    cluster.cores[1].deliver_remote("ajax", "bob", "[[[:t/p 1]] nil]", 20)
+    run.collect(20)
+    assert "g2" not in run.answers()
+    run.tick(10 + HANDOFF_WAIT_MS)
+    assert run.answers()["g2"] == (1, "[[[:t/p 1]] nil]")
+
+
+def test_a_claim_answers_a_stale_poll_held_on_the_old_worker_with_a_timeout():
+    run = Actions(Cluster(2))
+    handshake(run, 0, "h")
+    poll(run, 0, "g1")  # the client gave up on it (its XHR failed) and polls elsewhere
+    poll(run, 1, "g2", 10)
+    assert run.answers()["g1"] == (0, "[:chsk/timeout nil]")
+    assert "g2" not in run.answers()
+
+
+def test_an_ajax_client_on_two_workers_opens_and_closes_its_uidport_once():
+    run = Actions(Cluster(2))
+    handshake(run, 0, "h")
+    poll(run, 0, "g1")
+    poll(run, 1, "g2", 10)
+    poll(run, 0, "g3", 20)
+    for core in run.cluster.cores:
+        assert core.ajax_uids == {"bob"}
+    run.tick(20_020)  # g3 times out; the client stops polling
+    run.tick(60_000)  # both registrations expire
+    assert [e for e in run.events() if e[1][0] in (K("chsk/uidport-open"), K("chsk/uidport-close"))] == [
+        (0, [K("chsk/uidport-open"), "bob"]),
+        (0, [K("chsk/uidport-close"), "bob"]),
+    ]
+    for core in run.cluster.cores:
+        assert core.ajax_uids == frozenset()
+    assert run.cluster.clients == [set(), set()]
+
+
+def test_ajax_membership_starts_at_the_first_poll_wherever_it_lands():
+    run = Actions(Cluster(2))
+    handshake(run, 0, "h")
+    assert run.cluster.cores[1].ajax_uids == frozenset()
+    poll(run, 1, "g1")
+    assert run.events() == [(1, [K("chsk/uidport-open"), "bob"])]
+    assert run.cluster.cores[0].ajax_uids == {"bob"}
+
+
+def test_a_post_is_answered_by_the_worker_it_reaches():
+    run = Actions(Cluster(2))
+    handshake(run, 0, "h")
+    post = Request("POST", "/chsk", form=[("client-id", "c1"), ("ppstr", "[[:t/e 1] 7]"), ("csrf-token", "t")],
+                   session={"uid": "bob", "csrf-token": "t"})
+    run.cluster.cores[1].ajax_post("p1", post, 5)
+    run.collect(5)
+    (msg,) = [a.msg for i, a in run.log if isinstance(a, Dispatch) and i == 1]
+    assert msg.reply is not None and msg.reply("ok")
+    run.collect(6)
+    assert run.answers()["p1"] == (1, '["ok" nil]')
+
+
+def test_the_local_backplane_keeps_the_single_process_rules():
+    core = ServerCore(EdnPacker(), ServerConfig())
+    core.ajax_get("h", request("bob", "c1", **{"handshake?": "1"}), 0)
+    core.ajax_get("g1", request("bob", "c1"), 0)
+    core.send("bob", [K("t/p"), 1], 1, flush=True)
+    assert [(a.handle, a.response.body) for a in core.take_actions() if isinstance(a, Respond)] == [
+        ("h", HANDSHAKE_BOB), ("g1", "[[[:t/p 1]] nil]"),
+    ]
