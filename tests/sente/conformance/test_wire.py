@@ -5,8 +5,15 @@ the long idle/timeout ones concurrently with each other, every other one alone o
 server for the short WebSocket scenarios, one for the short Ajax ones, one for transit, one for the
 long ones, all started at once so the suite takes about as long as the longest scenario, ~23 s).
 
+Every scenario runs twice, at the same time: against the single-process server (in a thread of this
+process) and against ``sente serve sente.testapp:app --workers 2`` (the supervisor in a subprocess, one
+cluster per group), where the kernel spreads the replay's connections over both workers (no sticky
+sessions): an Ajax client's polls and POSTs, and the ``/csrf-token`` and ``/push`` requests, land on
+either worker.
+
 Where our server deliberately differs from Sente, the difference is named in ``DIFFERENCES`` and our
-behaviour is asserted instead of the recorded one; nothing is skipped.
+behaviour is asserted instead of the recorded one; nothing is skipped. ``CLUSTER_DIFFERENCES`` adds the
+differences of the two-worker broker (none so far).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from sente import testapp
+from tests.sente.cluster.test_supervisor import cluster
 
 from .replay import Difference, Replay, Result, ServerThread, run_scenarios, scenario_names
 
@@ -72,25 +80,44 @@ handshake goes out.
 """
 
 
-def _run_group(packer: str, names: list[str], concurrent: bool) -> dict[str, Result]:
-    server = ServerThread(lambda: testapp.app(packer=packer)).start()
-    try:
-        return asyncio.run(run_scenarios(names, server.port, DIFFERENCES, concurrent))
-    finally:
-        server.stop()
+CLUSTER_DIFFERENCES: dict[str, dict[int, Difference]] = {}
+"""Differences of ``sente serve --workers 2`` from the single-process server, on top of ``DIFFERENCES``."""
+
+MODES = ("single", "workers2")
+
+
+def _differences(mode: str) -> dict[str, dict[int, Difference]]:
+    if mode == "single":
+        return DIFFERENCES
+    return {n: {**DIFFERENCES.get(n, {}), **CLUSTER_DIFFERENCES.get(n, {})}
+            for n in DIFFERENCES.keys() | CLUSTER_DIFFERENCES.keys()}
+
+
+def _run_group(mode: str, packer: str, names: list[str], concurrent: bool) -> dict[tuple[str, str], Result]:
+    if mode == "single":
+        server = ServerThread(lambda: testapp.app(packer=packer)).start()
+        try:
+            results = asyncio.run(run_scenarios(names, server.port, _differences(mode), concurrent))
+        finally:
+            server.stop()
+    else:
+        with cluster("sente.testapp:app", "--packer", packer) as c:
+            results = asyncio.run(run_scenarios(names, c.port, _differences(mode), concurrent))
+    return {(mode, name): r for name, r in results.items()}
 
 
 @pytest.fixture(scope="module")
-def results() -> dict[str, Result]:
+def results() -> dict[tuple[str, str], Result]:
     started = time.monotonic()
-    with ThreadPoolExecutor(len(GROUPS)) as pool:
-        futures = [pool.submit(_run_group, *group) for group in GROUPS.values()]
-        out: dict[str, Result] = {}
+    jobs = [(mode, *group) for mode in MODES for group in GROUPS.values()]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = [pool.submit(_run_group, *job) for job in jobs]
+        out: dict[tuple[str, str], Result] = {}
         for future in futures:
-            out.update(future.result(timeout=120))
-    print(f"\nconformance: {len(out)} scenarios in {time.monotonic() - started:.1f} s")
-    for result in out.values():
-        print(result.report())
+            out.update(future.result(timeout=180))
+    print(f"\nconformance: {len(out)} scenario runs in {time.monotonic() - started:.1f} s")
+    for (mode, _), result in sorted(out.items()):
+        print(f"[{mode}] {result.report()}")
     return out
 
 
@@ -118,6 +145,7 @@ def test_the_harness_notices_a_wrong_frame_a_missing_one_and_an_extra_one():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_scenario(results: dict[str, Result], name: str) -> None:
-    result = results[name]
+@pytest.mark.parametrize("mode", MODES)
+def test_scenario(results: dict[tuple[str, str], Result], mode: str, name: str) -> None:
+    result = results[(mode, name)]
     assert result.ok, result.report()
