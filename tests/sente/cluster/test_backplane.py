@@ -18,7 +18,7 @@ import pytest
 from csente import shm
 from sente.app import SenteApp
 from sente.client import connect
-from sente.cluster.backplane import ShmBackplane
+from sente.cluster.backplane import ShmBackplane, client_key
 from sente.server import ChannelSocketServer
 from tests.sente.conformance.replay import ServerThread
 
@@ -136,3 +136,108 @@ def test_uidport_events_fire_once_for_a_uid_on_both_workers(segment: str) -> Non
 def test_send_to_a_uid_on_no_worker_is_false(segment: str) -> None:
     with workers(segment) as (a, _):
         assert a.call(lambda: a.server.send("nobody", ["test/pushed", 1])) is False
+
+
+# ---------------------------------------------------------------------- Ajax clients across workers, record level
+
+
+class Peer:
+    """A stand-in core: records what the backplane hands it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def ajax_claimed_elsewhere(self, uid: Any, client_id: str, owner: Any, now: float) -> None:
+        self.calls.append(("claimed", uid, client_id, owner))
+
+    def ajax_handoff(self, uid: Any, client_id: str, batches: list[str | bytes], now: float,
+                     final: bool = True) -> None:
+        self.calls.append(("handoff", uid, client_id, batches, final))
+
+
+def backplanes(segment: str) -> tuple[list[ShmBackplane], list[Peer], list[Any]]:
+    states = [shm.SharedState.attach(segment, i) for i in range(2)]
+    bps = [ShmBackplane(s) for s in states]
+    peers = [Peer(), Peer()]
+    for bp, peer in zip(bps, peers, strict=True):
+        bp.bind(peer)
+    return bps, peers, states
+
+
+def deliver(bp: ShmBackplane, left: list[Any] | None = None) -> None:
+    bp._on_uid_left = left.append if left is not None else None
+    for record in bp.state.drain(256):
+        bp._dispatch(*record)
+
+
+def test_ajax_clients_are_known_cluster_wide_and_hidden_from_connected_uids(segment: str) -> None:
+    bps, _, states = backplanes(segment)
+    try:
+        a, b = bps
+        long_uid = "u" * 200  # longer than the registry's keys: the client key is a digest
+        for uid in ("bob", long_uid):
+            assert not b.client_known(uid, "c1")
+            a.client_join(uid, "c1")
+            assert b.client_known(uid, "c1") and a.client_known(uid, "c1")
+        assert len(client_key(long_uid, "c1", a.state.max_key)) <= a.state.max_key
+        assert a.uids("any") == frozenset() and a.uids("ajax") == frozenset()
+        a.client_leave("bob", "c1")
+        assert not b.client_known("bob", "c1")
+    finally:
+        for s in states:
+            s.close()
+
+
+def test_a_claim_reaches_the_holder_and_its_handoff_comes_back_to_the_claimant(segment: str) -> None:
+    bps, peers, states = backplanes(segment)
+    try:
+        a, b = bps
+        a.client_join("bob", "c1")
+        assert a.claim_poll("bob", "c1") == 0  # nobody else holds it: no record
+        b.client_join("bob", "c1")
+        assert b.claim_poll("bob", "c1") == 1
+        deliver(a)
+        assert peers[0].calls == [("claimed", "bob", "c1", 1)]
+        a.hand_off("bob", "c1", 1, ["[[[:t/p 1]] nil]", "[[[:t/p 2]] nil]"])
+        a.hand_off("bob", "c1", 1, [b"\x00bin"], final=False)
+        deliver(b)
+        assert peers[1].calls == [
+            ("handoff", "bob", "c1", ["[[[:t/p 1]] nil]", "[[[:t/p 2]] nil]"], True),
+            ("handoff", "bob", "c1", [b"\x00bin"], False),
+        ]
+    finally:
+        for s in states:
+            s.close()
+
+
+def test_a_large_handoff_is_split_and_only_its_last_part_is_final(segment: str) -> None:
+    bps, peers, states = backplanes(segment)
+    try:
+        a, b = bps
+        b.client_join("bob", "c1")
+        big = ["x" * (a.state.max_payload // 3) for _ in range(5)]
+        a.hand_off("bob", "c1", 1, big)
+        deliver(b)
+        assert [c[4] for c in peers[1].calls][-1] is True and not any(c[4] for c in peers[1].calls[:-1])
+        assert [x for c in peers[1].calls for x in c[3]] == big
+    finally:
+        for s in states:
+            s.close()
+
+
+def test_ajax_text_batches_and_uid_left_records_do_not_share_a_kind(segment: str) -> None:
+    bps, _, states = backplanes(segment)
+    try:
+        a, b = bps
+        got: list[Any] = []
+        b._on_batch = lambda t, uid, data: got.append((t, uid, data))
+        a.publish("ajax", "bob", "[[[:t/p 1]] nil]")
+        left: list[Any] = []
+        a.state.publish(1, shm.KIND_CONTROL, client_key("bob", "c1", a.state.max_key), b"uidport-close")
+        a.state.publish(1, shm.KIND_CONTROL, b'"carol"', b"uidport-close")
+        deliver(b, left)
+        assert got == [("ajax", "bob", "[[[:t/p 1]] nil]")]
+        assert left == ["carol"]  # a reclaimed client key is not a uid
+    finally:
+        for s in states:
+            s.close()
