@@ -234,6 +234,7 @@ class Supervisor:
         self.stats: ClusterStats | None = None
         self._workers = [_Worker(i) for i in range(settings.workers)]
         self._control: deque[bytes] = deque()
+        self._on_started: Callable[[Supervisor], None] | None = None
         self._signals: list[int] = []
         self._selector = selectors.DefaultSelector()
         self._fatal: str | None = None
@@ -261,8 +262,7 @@ class Supervisor:
                 old_handlers[sig] = signal.signal(sig, self._on_signal)
             for w in self._workers:
                 self._start(w)
-            if on_started is not None:
-                on_started(self)
+            self._on_started = on_started  # called once every worker is ready (see _ready_event)
             self._supervise(wake_r)
             return self._stop(wake_r)
         finally:
@@ -327,6 +327,9 @@ class Supervisor:
             w.failures = 0
             assert w.proc is not None
             log.info("worker %d ready (pid %d)", w.index, w.proc.pid)
+            if self._on_started is not None and all(x.ready for x in self._workers):
+                announce, self._on_started = self._on_started, None
+                announce(self)
         if not data or data.startswith(b"R"):
             self._close_ready(w)
 
@@ -449,8 +452,10 @@ class Supervisor:
                 if w.just_exited():
                     assert w.proc is not None
                     code = w.proc.returncode
-                    clean = clean and code == 0
-                    if code != 0:
+                    # a worker stopped while still starting had nothing to drain
+                    code_ok = code == 0 or (not w.ready and code == -signal.SIGTERM)
+                    clean = clean and code_ok
+                    if not code_ok:
                         log.warning("worker %d exited with %s during the drain", w.index, code)
         self._kill_all()
         return 0 if clean else 1

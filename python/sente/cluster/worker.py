@@ -189,6 +189,10 @@ def _die_with_parent(parent: int) -> None:
         raise SystemExit(1)
 
 
+def _stop_before_serving(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m sente.cluster.worker SPEC``; SPEC is a JSON object with ``app`` (module:factory), ``settings``
     (:meth:`Settings.to_json`), ``index``, ``shm`` (the segment's name), ``ready_fd`` (inherited pipe, or null)
@@ -197,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m sente.cluster.worker SPEC-JSON (started by the supervisor)", file=sys.stderr)
         return 2
+    # A stop that arrives while the app is still loading has nothing to drain: exit cleanly (status 0). The
+    # server replaces these handlers with its draining ones once it runs.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_before_serving)
     spec = json.loads(args[0])
     settings = settings_from_json(spec["settings"])
     index = int(spec["index"])
