@@ -32,6 +32,7 @@ from typing import Any, cast
 import uvicorn
 
 from .app import SenteApp
+from .metrics import SenteCollector, metrics_route
 from .server import AsgiApp
 from .transport.asgi import Receive, Scope, Send
 from .transport.websocket import make_ws_protocol_class
@@ -201,15 +202,18 @@ def serve_forever(
     log_level: str = "info",
     shutdown_timeout: float = 10.0,
     on_ready: Callable[[], None] | None = None,
+    metrics: SenteCollector | None = None,
 ) -> None:
     """Serve ``app`` on the listening ``sock`` until SIGTERM/SIGINT, then drain (see :class:`DrainingServer`).
+
+    ``GET /metrics`` answers ``metrics``' exposition (default: this process's counters), before the app's routes.
 
     Logging is the caller's to set up. Open connections get ``shutdown_timeout`` minus a second (for the
     lifespan shutdown and the exit) to finish after the drain; what is left is cancelled.
     """
     host, port = sock.getsockname()[:2]
     config = uvicorn_config(
-        app, host, port, log_level, asgi=health_routes(app.asgi, health), log_config=None,
+        app, host, port, log_level, asgi=health_routes(metrics_route(app.asgi, metrics), health), log_config=None,
         timeout_graceful_shutdown=max(0.1, shutdown_timeout - 1.0),
     )
     DrainingServer(config, app, health, on_ready).run(sockets=[sock])

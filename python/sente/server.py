@@ -24,6 +24,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from csente.types import Keyword
 
+from . import metrics
 from .keys import StrKeysPacker
 from .packers import Packer, get_packer
 from .protocol.backplane import Backplane, Transport
@@ -104,6 +105,8 @@ class ChannelSocketServer:
             backplane = ChannelSocketServer.backplane_factory()
         self.core = ServerCore(self.packer, self.config, backplane)
         self.core.on_output = self._schedule_pump
+        self.stats = self.core.stats  # this process's counters (sente.metrics)
+        metrics.track(self)
         self.slow_consumer_closes = 0
         self.dropped_events = 0
         self._recv: asyncio.Queue[EventMsg] | None = None
@@ -124,17 +127,28 @@ class ChannelSocketServer:
     def send(self, uid: Any, event: Any, *, flush: bool = False) -> bool:
         """Push ``event`` to every connection of ``uid``; True when the uid has a connection to take it."""
         result = self.core.send(uid, event, self._now(), flush=flush)
+        self.stats.events_pushed += result
         self._pump()
         return result
 
     def broadcast(self, event: Any, uids: Iterable[Any] | None = None) -> None:
         """Push ``event`` (encoded once) to ``uids``, by default to every connected uid."""
         self.core.broadcast(event, self._now(), uids=uids)
+        self.stats.events_pushed += 1
         self._pump()
 
     @property
     def connected_uids(self) -> ConnectedUids:
         return ConnectedUids(self.core.ws_uids, self.core.ajax_uids, self.core.any_uids)
+
+    def connection_counts(self) -> tuple[int, int]:
+        """(open WebSockets, registered Ajax clients) of this server, for ``sente_connections``."""
+        return len(self._ws), sum(len(clients) for clients in self.core._uid_clients["ajax"].values())
+
+    @property
+    def local_uid_count(self) -> int:
+        """Uids with a connection to this server (this process only)."""
+        return len(self.core._uid_clients["ws"].keys() | self.core._uid_clients["ajax"].keys())
 
     def on_connected_uids_change(self, callback: Callable[[ConnectedUids], None]) -> None:
         """Call ``callback`` with the new sets whenever any of them changes."""
@@ -251,11 +265,13 @@ class ChannelSocketServer:
             future = self._http.pop(action.handle, None)
             if future is not None and not future.done():
                 future.set_result(action.response)
+                self.stats.bytes_sent += len(action.response.body)
         elif isinstance(action, Close):
             self._close(action)
 
     def _write(self, action: Send) -> None:
         data = action.data
+        self.stats.bytes_sent += len(data) * len(action.handles)
         if len(action.handles) == 1 and not action.push:
             conn = self._ws.get(action.handles[0])
             if conn is not None:
@@ -273,6 +289,7 @@ class ChannelSocketServer:
                 conn.send_frame(frame)
             if conn.buffered_bytes > cap:
                 self.slow_consumer_closes += 1
+                self.stats.slow_consumer_closes += 1
                 log.warning("closing a slow consumer (client-id %r): %d bytes unsent",
                             conn.request.param("client-id"), conn.buffered_bytes)
                 conn.close(self.config.slow_consumer_close_code, "slow consumer")
@@ -300,8 +317,25 @@ class ChannelSocketServer:
         if queue.full():
             queue.get_nowait()  # a sliding buffer, as Sente's: the oldest message goes
             self.dropped_events += 1
+            self.stats.dropped_events += 1
             log.warning("receive buffer full (%d): dropped the oldest event message", self._recv_size)
+        if msg.reply is not None:
+            msg.reply = self._timed_reply(msg.reply)
         queue.put_nowait(msg)
+
+    def _timed_reply(self, reply: Callable[[Any], bool]) -> Callable[[Any], bool]:
+        """``reply`` observing ``sente_reply_latency_seconds``: from the event's arrival to the reply going out."""
+        loop = asyncio.get_running_loop()
+        received = loop.time()
+        latency = self.stats.reply_latency
+
+        def timed(value: Any) -> bool:
+            sent = reply(value)
+            if sent:
+                latency.observe(loop.time() - received)
+            return sent
+
+        return timed
 
     def _with_session(self, request: Request) -> Request:
         session = self.sessions.load(request.cookies)
@@ -327,15 +361,19 @@ class ChannelSocketServer:
         refused = self.core.ws_accept(self._upgrade_request(request))
         if refused is None:
             return None
+        self.stats.rejected(self.config, "ws", refused)
         body = refused.body.encode() if isinstance(refused.body, str) else refused.body
         return HttpResponse(refused.status, list(refused.headers), body)
 
     def ws_opened(self, conn: WsConnection) -> None:
         self._ws[conn] = conn
+        self.stats.handshakes_ws += 1
         self.core.ws_open(conn, self._upgrade_request(conn.request), self._now())
         self._pump()
 
     def ws_message(self, conn: WsConnection, data: str | bytes) -> None:
+        self.stats.events_received += 1
+        self.stats.bytes_received += len(data)
         self.core.ws_message(conn, data, self._now())
         self._pump()
 
@@ -410,9 +448,12 @@ class ChannelSocketServer:
         if method == "POST":
             read = await read_body(receive, self.config.max_body_bytes)
             if read is None:
+                self.stats.count_rejection("size")
                 await send_response(send, TOO_LARGE, [("Connection", "close")])
                 return
             body = read
+            self.stats.events_received += 1
+            self.stats.bytes_received += len(body)
         request = self._with_session(request_from_scope(scope, body))
         handle = object()
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
@@ -439,11 +480,13 @@ class ChannelSocketServer:
         request = self._with_session(request_from_scope(scope))
         refused = self.core.ws_accept(request)
         if refused is not None:
+            self.stats.rejected(self.config, "ws", refused)
             await _refuse_asgi_ws(scope, send, refused)
             return
         await send({"type": "websocket.accept"})
         conn = AsgiWebSocket(send, request)
         self._ws[conn] = conn
+        self.stats.handshakes_ws += 1
         self.core.ws_open(conn, request, self._now())
         self._pump()
         try:
@@ -456,9 +499,13 @@ class ChannelSocketServer:
                 data = message.get("text")
                 if data is None:
                     data = message.get("bytes") or b""
-                if _size(data) > self.config.max_ws_message_bytes:
+                size = _size(data)
+                if size > self.config.max_ws_message_bytes:
+                    self.stats.count_rejection("size")
                     conn.close(1009, "message too big")
                     continue
+                self.stats.events_received += 1
+                self.stats.bytes_received += size
                 self.core.ws_message(conn, data, self._now())
                 self._pump()
         finally:

@@ -59,6 +59,7 @@ from types import FrameType
 from csente.shm import KIND_CONTROL, SharedState
 
 from ..config import Settings
+from ..metrics import MetricsBlock
 from ..serve import bind_socket
 from ..sessions import SECRET_ENV
 
@@ -74,7 +75,7 @@ HEALTHY_AFTER_S = 1.0
 """A worker that served this long is restarted at once; one that died sooner waits (backoff)."""
 BACKOFF_S = (0.1, 5.0)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-_STALE = re.compile(r"sente-(\d+)-[0-9a-f]{8}(\.wake\d+|\.stats)?")
+_STALE = re.compile(r"sente-(\d+)-[0-9a-f]{8}(\.wake\d+|\.stats|\.metrics)?")
 
 ReclaimHook = Callable[[int, list[bytes]], None]
 
@@ -232,6 +233,7 @@ class Supervisor:
         self.port = settings.port
         self.shared: SharedState | None = None
         self.stats: ClusterStats | None = None
+        self.metrics: MetricsBlock | None = None
         self._workers = [_Worker(i) for i in range(settings.workers)]
         self._control: deque[bytes] = deque()
         self._on_started: Callable[[Supervisor], None] | None = None
@@ -256,6 +258,7 @@ class Supervisor:
             reserved = self._reserve_port()
             self.shared = SharedState.create(self.name, workers=len(self._workers), directory=self.directory)
             self.stats = ClusterStats.create(self.name, len(self._workers), self.directory)
+            self.metrics = MetricsBlock.create(self.name, len(self._workers), self.directory)  # workers' counters
             self._selector.register(wake_r, selectors.EVENT_READ, None)
             old_wakeup = signal.set_wakeup_fd(wake_w)
             for sig in (*STOP_SIGNALS, signal.SIGCHLD):
@@ -485,3 +488,6 @@ class Supervisor:
         if self.stats is not None:
             self.stats.unlink()
             self.stats.close()
+        if self.metrics is not None:
+            self.metrics.unlink()
+            self.metrics.close()

@@ -46,6 +46,7 @@ from csente.shm import SharedState
 
 from ..app import load_app_factory
 from ..config import Settings, settings_from_json
+from ..metrics import MetricsBlock, Publisher, SenteCollector
 from ..serve import Health, bind_socket, serve_forever
 from ..server import ChannelSocketServer
 from .backplane import ShmBackplane
@@ -149,9 +150,15 @@ def serve_app(
     global _current
     health = Health(worker=index)
     shared: SharedState | None = None
+    block: MetricsBlock | None = None
+    publisher: Publisher | None = None
+    collector = SenteCollector()
     try:
         if index is not None and shm_name is not None:
             shared = SharedState.attach(shm_name, index)
+            block = MetricsBlock.attach(shm_name)
+            publisher = Publisher(block, index)  # continues this index's counters after a restart
+            collector = SenteCollector(shm_name, shared, publisher=publisher)
             _current = WorkerContext(index, shared)
             attached = shared
             # Every ChannelSocketServer the app builds joins the broker: presence and pushes cross workers.
@@ -164,15 +171,22 @@ def serve_app(
 
         def ready() -> None:
             log.info("serving on %s:%d", *sock.getsockname()[:2])
+            if publisher is not None:
+                publisher.start()
             if ready_fd is not None:
                 with contextlib.suppress(OSError):
                     os.write(ready_fd, b"R")
                     os.close(ready_fd)
 
         serve_forever(app, sock, health, log_level=settings.log_level, shutdown_timeout=settings.shutdown_timeout,
-                      on_ready=ready)
+                      on_ready=ready, metrics=collector)
         return 0
     finally:
+        if publisher is not None:
+            publisher.stop()
+        if block is not None:
+            collector.close()
+            block.close()
         _current = None
         ChannelSocketServer.backplane_factory = None
         if shared is not None:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from csente.types import DecodeError
 
+from ..metrics import batch_events, counters
 from ..packers import Packer
 from .backplane import Backplane, LocalBackplane
 from .config import Response, ServerConfig
@@ -181,6 +182,7 @@ class ServerCore:
         self._buffers: dict[Transport, _Buffer] = {"ws": _Buffer(), "ajax": _Buffer()}
         self._timers: list[tuple[float, int, str, Any, int]] = []
         self._seq = itertools.count()
+        self.stats = counters()
         self.backplane.bind(self)
 
     # ------------------------------------------------------------------ output and time
@@ -346,6 +348,7 @@ class ServerCore:
         try:
             payload, cb_id = self.packer.unpack_envelope(data)
         except DecodeError as e:
+            self.stats.decode_errors += 1
             log.warning("dropped an unreadable frame from client %s (uid %r): %s", client.client_id, client.uid, e)
             return
         if isinstance(payload, list) and len(payload) == 1 and payload[0] is WS_PING:
@@ -400,16 +403,19 @@ class ServerCore:
         """An Ajax GET: the handshake (answered at once) or a long-poll (held)."""
         client_id = request.client_id
         if client_id is None:
+            self.stats.rejected(self.config, "ajax", NO_CLIENT_ID)
             self._emit(Respond(handle, NO_CLIENT_ID))
             return
         refused = rejection(self.config, request)
         if refused is not None:
+            self.stats.rejected(self.config, "ajax", refused)
             self._emit(Respond(handle, refused))
             return
         uid = self._user_id(request)
         known = ("ajax", uid, client_id) in self._clients or self.backplane.client_known(uid, client_id)
         client = self._register("ajax", uid, client_id, request)
         if request.param("handshake?") is not None or not known:
+            self.stats.handshakes_ajax += 1
             client.request = request
             self._emit(Respond(handle, _ajax(self._handshake(uid, request))))
             if client.handle is None:
@@ -507,6 +513,7 @@ class ServerCore:
         """An Ajax POST carrying one event; answered at once, or held for the application's reply."""
         refused = rejection(self.config, request)
         if refused is not None:
+            self.stats.rejected(self.config, "ajax", refused, handshake=False)
             self._emit(Respond(handle, refused))
             return
         if request.param("binary?") not in (None, "", "false"):
@@ -516,6 +523,7 @@ class ServerCore:
         try:
             payload, cb_id = self.packer.unpack_envelope(data) if data is not None else (None, None)
         except DecodeError as e:
+            self.stats.decode_errors += 1
             self._emit(Respond(handle, Response(500, e.msg, (("Content-Type", "text/plain; charset=utf-8"),))))
             return
         reply: Callable[[Any], bool] | None = None
@@ -650,8 +658,12 @@ class ServerCore:
                     applicable = [(s, e) for s, e, t in broadcasts if t is None or uid in t]
                     key = tuple(s for s, _ in applicable)
                     groups.setdefault(key, ([e for _, e in applicable], []))[1].append(uid)
+        if groups:  # the first push of this buffer was made one window before its flush_at
+            window = self.config.send_buf_ms_ws if transport == "ws" else self.config.send_buf_ms_ajax
+            self.stats.flush_latency.observe(max(0.0, now - buf.flush_at + window) / 1000.0)
         for events, uids in groups.values():
-            self._deliver(transport, uids, self.packer.pack_batch(events), now)
+            self.stats.batch_events.observe(len(events))
+            self._deliver(transport, uids, self.packer.pack_batch(events), now, len(events))
         self._publish(transport, private, broadcasts)
 
     def _publish(
@@ -691,22 +703,28 @@ class ServerCore:
         elif uid in by_uid:
             self._deliver(transport, [uid], data, now)
 
-    def _deliver(self, transport: Transport, uids: list[Any], data: str | bytes, now: float) -> None:
+    def _deliver(self, transport: Transport, uids: list[Any], data: str | bytes, now: float,
+                 events: int | None = None) -> None:
         by_uid = self._uid_clients[transport]
         live: list[Handle] = []
+        others = 0  # held or answering an Ajax poll
         for uid in uids:
             for client in by_uid.get(uid, {}).values():
                 if client.elsewhere is not None:
                     continue  # its poll is held by another process, which gets this batch too
                 if client.handle is None or client.pending or client.handoffs_due:
                     self._hold(client, data, now)
+                    others += 1
                 elif transport == "ws":
                     client.activity = True
                     live.append(client.handle)
                 else:
                     self._complete_poll(client, data, now)
+                    others += 1
         if live:
             self._emit(Send(tuple(live), data, push=True))
+        if live or others:  # events x connections; a batch from another process is counted here, once
+            self.stats.deliveries += (len(live) + others) * (events or batch_events(self.packer, data))
 
     def _complete_poll(self, client: _Client, data: str | bytes, now: float) -> None:
         handle = client.handle

@@ -1,0 +1,494 @@
+"""Prometheus metrics for Sente servers and the broker: counted cheaply, aggregated over workers at scrape time.
+
+Why this design:
+
+* **Counting costs an integer add.** The hot paths (the protocol core and the asyncio driver) bump plain ``int``
+  attributes of one per-process :class:`Counters` object, once per message, batch or action, never per event ×
+  connection (a push batch to N connections is one ``+= events * N``). Histograms are a ``bisect`` into a list,
+  once per flush or reply. Nothing calls prometheus-client on the hot path.
+* **Exported in bulk, over shared memory.** Under the broker each worker owns one slot of the file
+  ``/dev/shm/<shm name>.metrics`` (:class:`MetricsBlock`, created zeroed by the supervisor next to its segment).
+  Every :data:`PUBLISH_INTERVAL_S` (and before each scrape it answers, and on exit) a worker copies its counters and
+  gauges into its slot in one slice assignment (:class:`Publisher`). ``GET /metrics`` on any worker (the kernel
+  picks one) reads every slot, sums them and adds the broker-wide numbers (uid registry, inbox drops, restarts,
+  each worker's CPU and RSS from ``/proc``): every worker answers the same totals, so the port can be scraped
+  like one server. A scrape reads a few KiB and ~2×workers small ``/proc`` files: about a millisecond on the
+  worker's event loop.
+* **Restarts never make a counter go backwards.** A slot belongs to a worker *index*, not a process: a restarted
+  worker loads its slot's counters and continues from them, so the sums Prometheus sees only grow (a SIGKILLed
+  worker loses at most its last :data:`PUBLISH_INTERVAL_S` of counts, never what was published). Gauges are summed
+  only over slots whose worker runs now (the supervisor's pid table), so a dead worker's connections vanish at
+  once. Per-process numbers (CPU seconds) are labelled ``worker`` and reset with the process, which Prometheus'
+  ``rate()`` handles as a counter reset. Rejected alternative: prometheus-client's multiprocess mode, which keeps
+  one file per pid and needs pid bookkeeping for dead workers and a write to an mmap'd file per increment.
+
+With ``--workers 0`` (one process) the same endpoint reads this process's counters directly.
+
+Metrics (base units; label values bounded: transport, result, reason, worker index): see :data:`HELP`.
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import contextlib
+import mmap
+import os
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from csente.shm import ANY
+
+from .transport.asgi import Receive, Scope, Send
+
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+"""Seconds, from 100 µs: realtime flushes and replies live in the first few buckets."""
+BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+"""Events per packed batch."""
+PUBLISH_INTERVAL_S = 1.0
+METRICS_PATH = "/metrics"
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+REASONS = ("csrf", "origin", "unauthorized", "no_client_id", "reject_fn", "size")
+
+
+class Histogram:
+    """Cumulative-at-export histogram: per-bucket counts (the last one is +Inf) and the sum of observations."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def width(self) -> int:
+        return len(self.counts) + 1
+
+
+class Counters:
+    """This process's counters: plain attributes the hot paths add to (see the module docstring)."""
+
+    COUNTERS = (
+        "handshakes_ws", "handshakes_ajax", "handshakes_ws_rejected", "handshakes_ajax_rejected",
+        "events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received", "decode_errors",
+        "slow_consumer_closes", "dropped_events", *(f"rejected_{r}" for r in REASONS),
+    )
+    __slots__ = (*COUNTERS, "flush_latency", "reply_latency", "batch_events")
+
+    def __init__(self) -> None:
+        for name in self.COUNTERS:
+            setattr(self, name, 0)
+        self.flush_latency = Histogram(LATENCY_BUCKETS)
+        self.reply_latency = Histogram(LATENCY_BUCKETS)
+        self.batch_events = Histogram(BATCH_BUCKETS)
+
+    # declared for the type checker (set in __init__ through setattr)
+    handshakes_ws: int
+    handshakes_ajax: int
+    handshakes_ws_rejected: int
+    handshakes_ajax_rejected: int
+    events_received: int
+    events_pushed: int
+    deliveries: int
+    bytes_sent: int
+    bytes_received: int
+    decode_errors: int
+    slow_consumer_closes: int
+    dropped_events: int
+
+    def histograms(self) -> tuple[Histogram, ...]:
+        return self.flush_latency, self.reply_latency, self.batch_events
+
+    def rejected(self, config: Any, transport: str, response: Any, *, handshake: bool = True) -> None:
+        """Count a refused request by reason (the refusal responses of ``config`` tell which check said no)."""
+        from .protocol.security import NO_CLIENT_ID
+
+        if response is NO_CLIENT_ID:
+            reason = "no_client_id"
+        elif response is config.bad_csrf_response:
+            reason = "csrf"
+        elif response is config.bad_origin_response:
+            reason = "origin"
+        elif response is config.unauthorized_response:
+            reason = "unauthorized"
+        else:
+            reason = "reject_fn"
+        self.count_rejection(reason)
+        if handshake:
+            if transport == "ws":
+                self.handshakes_ws_rejected += 1
+            else:
+                self.handshakes_ajax_rejected += 1
+
+    def count_rejection(self, reason: str) -> None:
+        name = f"rejected_{reason}"
+        setattr(self, name, getattr(self, name) + 1)
+
+    # ------------------------------------------------------------------ flat form (a shared-memory slot)
+
+    def values(self) -> list[float]:
+        """Every counter and histogram cell in :meth:`layout` order."""
+        out: list[float] = [getattr(self, name) for name in self.COUNTERS]
+        for h in self.histograms():
+            out.extend(h.counts)
+            out.append(h.sum)
+        return out
+
+    def load(self, values: Sequence[float]) -> None:
+        """Continue from ``values`` (what :meth:`values` gave; a restarted worker's slot)."""
+        it = iter(values)
+        for name in self.COUNTERS:
+            setattr(self, name, int(next(it)))
+        for h in self.histograms():
+            h.counts = [int(next(it)) for _ in h.counts]
+            h.sum = float(next(it))
+
+    @classmethod
+    def width(cls) -> int:
+        return len(cls.COUNTERS) + sum(h.width for h in cls().histograms())
+
+
+_COUNTERS = Counters()
+
+
+def batch_events(packer: Any, data: str | bytes) -> int:
+    """How many events a packed batch holds (``[[ev ...] nil]``), for a batch another process flushed.
+
+    Decoded with the packer's C reader (without the str-keys layer), once per batch per worker; 1 if unreadable.
+    """
+    inner = getattr(packer, "inner", packer)
+    try:
+        events = inner.unpack(data)[0]
+    except Exception:
+        return 1
+    return len(events) if isinstance(events, list) else 1
+
+
+def counters() -> Counters:
+    """The counters of this process (one object, shared by every server in it)."""
+    return _COUNTERS
+
+
+# ---------------------------------------------------------------------- live gauges of this process
+
+
+class Server(Protocol):
+    """What the gauges need from a :class:`~sente.server.ChannelSocketServer`."""
+
+    def connection_counts(self) -> tuple[int, int]: ...
+
+    @property
+    def local_uid_count(self) -> int: ...
+
+
+_servers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def track(server: Server) -> None:
+    """Count ``server``'s connections in this process's ``sente_connections`` (servers register themselves)."""
+    _servers.add(server)
+
+
+def connections() -> tuple[int, int]:
+    """(WebSocket connections, Ajax clients) of every live server of this process."""
+    ws = ajax = 0
+    for server in list(_servers):
+        w, a = server.connection_counts()
+        ws += w
+        ajax += a
+    return ws, ajax
+
+
+# ---------------------------------------------------------------------- the shared-memory block
+
+
+GAUGES = ("pid", "connections_ws", "connections_ajax", "local_uids")
+SLOT_WIDTH = len(GAUGES) + Counters.width()
+
+
+class MetricsBlock:
+    """``<directory>/<name>.metrics``: one slot of float64 cells per worker (gauges, then :meth:`Counters.values`).
+
+    Only worker i writes slot i (whole-slice copies); readers may see a slot mid-copy, off by one publish at most.
+    """
+
+    def __init__(self, path: str, workers: int, mapping: mmap.mmap) -> None:
+        self.path = path
+        self.workers = workers
+        self._map = mapping
+        self._cells: memoryview[float] = memoryview(mapping).cast("d")
+
+    @staticmethod
+    def path_for(name: str, directory: str) -> str:
+        return os.path.join(directory, name + ".metrics")
+
+    @classmethod
+    def create(cls, name: str, workers: int, directory: str = "/dev/shm") -> MetricsBlock:
+        path = cls.path_for(name, directory)
+        size = max(1, workers) * SLOT_WIDTH * 8
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)  # fresh: zero counters at broker start
+        try:
+            os.ftruncate(fd, size)
+            return cls(path, workers, mmap.mmap(fd, size))
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def attach(cls, name: str, directory: str = "/dev/shm") -> MetricsBlock:
+        path = cls.path_for(name, directory)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            size = os.fstat(fd).st_size
+            return cls(path, size // (SLOT_WIDTH * 8), mmap.mmap(fd, size))
+        finally:
+            os.close(fd)
+
+    def slot(self, index: int) -> memoryview[float]:
+        return self._cells[index * SLOT_WIDTH:(index + 1) * SLOT_WIDTH]
+
+    def close(self) -> None:
+        self._cells.release()
+        self._map.close()
+
+    def unlink(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+class Publisher:
+    """Copies this process's counters and gauges into its slot, on a timer of the event loop."""
+
+    def __init__(self, block: MetricsBlock, index: int, source: Counters | None = None) -> None:
+        self.block = block
+        self.index = index
+        self.counters = source if source is not None else counters()
+        self._slot = block.slot(index)
+        self._timer: Any = None
+        self.counters.load(self._slot[len(GAUGES):])  # a restarted worker continues its index's counters
+
+    def publish(self) -> None:
+        ws, ajax = connections()
+        uids = sum(s.local_uid_count for s in list(_servers))
+        self._slot[:] = array.array("d", [os.getpid(), ws, ajax, uids, *self.counters.values()])
+
+    def start(self) -> None:
+        """Publish now and every :data:`PUBLISH_INTERVAL_S` on the running loop."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+
+        def tick() -> None:
+            self.publish()
+            self._timer = loop.call_later(PUBLISH_INTERVAL_S, tick)
+
+        tick()
+
+    def stop(self) -> None:
+        """Publish a last time and let go of the slot (the block can then be closed)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.publish()
+        self._slot.release()
+
+
+# ---------------------------------------------------------------------- the exposition
+
+
+HELP = {
+    "connections": "Open connections: WebSockets, and registered Ajax clients (long-polling or between polls).",
+    "connected_uids": "Distinct connected user ids, broker-wide (Sente's connected-uids :any).",
+    "handshakes": "Handshakes answered (result=ok) or refused before one (result=rejected).",
+    "events_received": "Event messages received from clients (WebSocket frames and Ajax POSTs, pings included).",
+    "events_pushed": "Events pushed by the application (send that found a uid, broadcast).",
+    "deliveries": "Pushed events handed to connections: events x connections, counted by the writing worker.",
+    "bytes_sent": "Payload bytes written: WebSocket messages and Ajax response bodies.",
+    "bytes_received": "Payload bytes received: WebSocket messages and Ajax POST bodies.",
+    "batch_events": "Events per packed push batch.",
+    "flush_latency_seconds": "From the first push of a batch to its write (the send-buffer window plus loop delay).",
+    "reply_latency_seconds": "From an event with a callback arriving to the application's reply going out.",
+    "rejections": "Refused requests by reason (csrf, origin, unauthorized, no_client_id, reject_fn, size).",
+    "decode_errors": "Unreadable messages from clients (dropped frames, Ajax POSTs answered 500).",
+    "slow_consumer_closes": "WebSockets closed for holding more than max_outbound_bytes unsent.",
+    "dropped_events": "Event messages dropped because the receive buffer was full.",
+    "ring_drops": "Batches for another worker dropped because its inbox was full (by destination worker).",
+    "worker_restarts": "Worker processes restarted by the supervisor (by worker index).",
+    "worker_cpu_seconds": "CPU time (user + system) of the worker process running now (resets on restart).",
+    "worker_resident_memory_bytes": "Resident memory of the worker process.",
+    "workers_up": "Worker processes running now.",
+}
+
+
+class SenteCollector(Collector):
+    """Builds every ``sente_*`` family from slots (broker) or from this process's counters (alone)."""
+
+    def __init__(self, shm_name: str | None = None, shared: Any = None, directory: str = "/dev/shm",
+                 publisher: Publisher | None = None) -> None:
+        self.shm_name = shm_name
+        self.shared = shared
+        self.directory = directory
+        self.publisher = publisher
+        self._block: MetricsBlock | None = None
+        self._stats: Any = None
+
+    def close(self) -> None:
+        if self._block is not None:
+            self._block.close()
+            self._stats.close()
+            self._block = self._stats = None
+
+    def _broker(self) -> tuple[MetricsBlock, Any] | None:
+        if self.shm_name is None:
+            return None
+        if self._block is None:
+            from .cluster.supervisor import ClusterStats
+
+            self._block = MetricsBlock.attach(self.shm_name, self.directory)
+            self._stats = ClusterStats.attach(self.shm_name, self.directory)
+        return self._block, self._stats
+
+    def collect(self) -> Iterable[Metric]:
+        broker = self._broker()
+        if broker is None:
+            ws, ajax = connections()
+            rows: list[tuple[int, int, Sequence[float]]] = [(0, os.getpid(), [os.getpid(), ws, ajax,
+                                                            sum(s.local_uid_count for s in list(_servers)),
+                                                            *counters().values()])]
+            live = rows
+        else:
+            if self.publisher is not None:
+                self.publisher.publish()
+            block, stats = broker
+            rows = [(i, stats.worker_pid(i), list(block.slot(i))) for i in range(block.workers)]
+            live = [r for r in rows if r[1] and int(r[2][0]) == r[1]]
+        yield from self._families(rows, live, broker)
+
+    def _families(self, rows: list[tuple[int, int, Sequence[float]]], live: list[tuple[int, int, Sequence[float]]],
+                  broker: tuple[MetricsBlock, Any] | None) -> Iterator[Metric]:
+        n = len(GAUGES)
+        total = [sum(col) for col in zip(*(r[2][n:] for r in rows), strict=True)] if rows else []
+        c = dict(zip(Counters.COUNTERS, total, strict=False))
+
+        g = GaugeMetricFamily("sente_connections", HELP["connections"], labels=["transport"])
+        g.add_metric(["ws"], sum(r[2][1] for r in live))
+        g.add_metric(["ajax"], sum(r[2][2] for r in live))
+        yield g
+        if self.shared is not None and broker is not None:  # Ajax client keys (b"\x01...") are not uids
+            uids = sum(1 for key in self.shared.connected_uids(ANY) if not key.startswith(b"\x01"))
+        else:
+            uids = int(sum(r[2][3] for r in live))
+        yield GaugeMetricFamily("sente_connected_uids", HELP["connected_uids"], value=uids)
+
+        hs = CounterMetricFamily("sente_handshakes", HELP["handshakes"], labels=["transport", "result"])
+        hs.add_metric(["ws", "ok"], c["handshakes_ws"])
+        hs.add_metric(["ajax", "ok"], c["handshakes_ajax"])
+        hs.add_metric(["ws", "rejected"], c["handshakes_ws_rejected"])
+        hs.add_metric(["ajax", "rejected"], c["handshakes_ajax_rejected"])
+        yield hs
+        for key in ("events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received",
+                    "decode_errors", "slow_consumer_closes", "dropped_events"):
+            yield CounterMetricFamily(f"sente_{key}", HELP[key], value=c[key])
+        rej = CounterMetricFamily("sente_rejections", HELP["rejections"], labels=["reason"])
+        for reason in REASONS:
+            rej.add_metric([reason], c[f"rejected_{reason}"])
+        yield rej
+
+        at = len(Counters.COUNTERS)
+        for name, bounds, unit_key in (("sente_flush_latency_seconds", LATENCY_BUCKETS, "flush_latency_seconds"),
+                                       ("sente_reply_latency_seconds", LATENCY_BUCKETS, "reply_latency_seconds"),
+                                       ("sente_batch_events", BATCH_BUCKETS, "batch_events")):
+            cells = total[at:at + len(bounds) + 2] if total else [0.0] * (len(bounds) + 2)
+            at += len(bounds) + 2
+            buckets, running = [], 0.0
+            for bound, count in zip((*(_fmt(b) for b in bounds), "+Inf"), cells[:-1], strict=True):
+                running += count
+                buckets.append((bound, running))
+            yield HistogramMetricFamily(name, HELP[unit_key], buckets=buckets, sum_value=cells[-1])
+
+        if broker is not None:
+            yield from self._broker_families(rows, broker[1])
+
+    def _broker_families(self, rows: list[tuple[int, int, Sequence[float]]], stats: Any) -> Iterator[Metric]:
+        drops = CounterMetricFamily("sente_ring_drops", HELP["ring_drops"], labels=["worker"])
+        restarts = CounterMetricFamily("sente_worker_restarts", HELP["worker_restarts"], labels=["worker"])
+        cpu = CounterMetricFamily("sente_worker_cpu_seconds", HELP["worker_cpu_seconds"], labels=["worker"])
+        rss = GaugeMetricFamily("sente_worker_resident_memory_bytes", HELP["worker_resident_memory_bytes"],
+                                labels=["worker"])
+        up = 0
+        for index, pid, _ in rows:
+            label = [str(index)]
+            if self.shared is not None:
+                drops.add_metric(label, self.shared.stats(index)["dropped"])
+            restarts.add_metric(label, stats.restarts(index))
+            usage = process_usage(pid) if pid else None
+            if usage is not None:
+                up += 1
+                cpu.add_metric(label, usage[0])
+                rss.add_metric(label, usage[1])
+        yield drops
+        yield restarts
+        yield cpu
+        yield rss
+        yield GaugeMetricFamily("sente_workers_up", HELP["workers_up"], value=up)
+
+
+def _fmt(bound: float) -> str:
+    return repr(float(bound))
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def process_usage(pid: int) -> tuple[float, int] | None:
+    """(CPU seconds, resident bytes) of ``pid`` from /proc; None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            statm = f.read().split()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()  # after "pid (comm) ": state is field 3, utime 14, stime 15
+    return (int(fields[11]) + int(fields[12])) / _TICKS, int(statm[1]) * _PAGE
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
+
+
+def registry_for(collector: SenteCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+# ---------------------------------------------------------------------- the route
+
+
+def metrics_route(inner: AsgiApp, collector: SenteCollector | None = None) -> AsgiApp:
+    """``inner`` behind ``GET /metrics`` (the exposition of ``collector``, default: this process alone)."""
+    registry = registry_for(collector if collector is not None else SenteCollector())
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") != METRICS_PATH:
+            await inner(scope, receive, send)
+            return
+        body = exposition(registry)
+        headers = [(b"content-type", CONTENT_TYPE_LATEST.encode()), (b"cache-control", b"no-store")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
+
+    return app
