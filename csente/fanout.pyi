@@ -1,0 +1,3 @@
+from typing import Any
+
+def write_frame(conns: list[Any], frame: bytes, cap: int) -> list[Any] | None: ...
