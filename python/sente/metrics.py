@@ -36,7 +36,7 @@ import mmap
 import os
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -255,8 +255,14 @@ class MetricsBlock:
         finally:
             os.close(fd)
 
-    def slot(self, index: int) -> memoryview[float]:
-        return self._cells[index * SLOT_WIDTH:(index + 1) * SLOT_WIDTH]
+    def read(self, index: int) -> list[float]:
+        """Slot ``index``: the gauges (:data:`GAUGES`), then :meth:`Counters.values`."""
+        with self._cells[index * SLOT_WIDTH:(index + 1) * SLOT_WIDTH] as cells:
+            return cast(list[float], cells.tolist())
+
+    def write(self, index: int, values: Sequence[float]) -> None:
+        with self._cells[index * SLOT_WIDTH:(index + 1) * SLOT_WIDTH] as cells:
+            cells[:] = array.array("d", values)
 
     def close(self) -> None:
         self._cells.release()
@@ -274,14 +280,13 @@ class Publisher:
         self.block = block
         self.index = index
         self.counters = source if source is not None else counters()
-        self._slot = block.slot(index)
         self._timer: Any = None
-        self.counters.load(self._slot[len(GAUGES):])  # a restarted worker continues its index's counters
+        self.counters.load(block.read(index)[len(GAUGES):])  # a restarted worker continues its index's counters
 
     def publish(self) -> None:
         ws, ajax = connections()
         uids = sum(s.local_uid_count for s in list(_servers))
-        self._slot[:] = array.array("d", [os.getpid(), ws, ajax, uids, *self.counters.values()])
+        self.block.write(self.index, [os.getpid(), ws, ajax, uids, *self.counters.values()])
 
     def start(self) -> None:
         """Publish now and every :data:`PUBLISH_INTERVAL_S` on the running loop."""
@@ -296,12 +301,11 @@ class Publisher:
         tick()
 
     def stop(self) -> None:
-        """Publish a last time and let go of the slot (the block can then be closed)."""
+        """Stop the timer and publish a last time."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self.publish()
-        self._slot.release()
 
 
 # ---------------------------------------------------------------------- the exposition
@@ -371,7 +375,7 @@ class SenteCollector(Collector):
             if self.publisher is not None:
                 self.publisher.publish()
             block, stats = broker
-            rows = [(i, stats.worker_pid(i), list(block.slot(i))) for i in range(block.workers)]
+            rows = [(i, stats.worker_pid(i), block.read(i)) for i in range(block.workers)]
             live = [r for r in rows if r[1] and int(r[2][0]) == r[1]]
         yield from self._families(rows, live, broker)
 
