@@ -10,7 +10,11 @@ FIFO turns readable and writes the batches to its own clients of that uid.
 Ajax clients without sticky sessions (see :mod:`sente.protocol.backplane`): every Ajax client registration is
 also counted in the uid registry under its *client key* (:func:`client_key`: ``b"\x01" + client-id + b"\x00" +
 uid EDN``, or ``b"\x01#"`` + a BLAKE2b digest of that when longer than the registry's ``max_key``; transport
-AJAX). Client keys start with ``\x01``, which no EDN text does, so they are skipped wherever uids are listed.
+AJAX); and every Ajax registration, polled or not, is counted under the uid's *registration key*
+(:func:`registrations_key`: ``b"\x02" + uid EDN``, hashed likewise), which is what ``remote(uid, "ajax")``
+reads: a push must reach a client that handshook on another worker and has not polled yet (presence, and so
+``connected-uids``, still counts it only from its first poll). Both kinds of key start with a control byte,
+which no EDN text does, so they are skipped wherever uids are listed.
 A worker that attaches a poll of a client registered in other workers too publishes a claim to every worker;
 each worker holding the client answers its claimant with one handoff record (the batches it held, maybe none).
 
@@ -50,6 +54,8 @@ KIND_AJAX_HANDOFF = 6
 CONTROL_UID_LEFT = shm.KIND_CONTROL
 CLAIM = b"ajax-claim"
 CLIENT_PREFIX = b"\x01"
+REGISTRATIONS_PREFIX = b"\x02"
+_NOT_UIDS = (CLIENT_PREFIX[0], REGISTRATIONS_PREFIX[0])
 FINAL, BINARY = 1, 2
 _KINDS: dict[tuple[Transport, bool], int] = {
     ("ws", False): KIND_WS_TEXT,
@@ -70,12 +76,20 @@ def uid_key(uid: Any) -> bytes:
     return edn.dumps(uid).encode()
 
 
+def _fit(prefix: bytes, key: bytes, max_key: int) -> bytes:
+    if len(key) > max_key:
+        key = prefix + b"#" + hashlib.blake2b(key, digest_size=min(32, max_key - 2)).digest()
+    return key
+
+
 def client_key(uid: Any, client_id: str, max_key: int) -> bytes:
     """The registry key of an Ajax client ``[uid client-id]`` (see the module docstring)."""
-    key = CLIENT_PREFIX + client_id.encode() + b"\x00" + uid_key(uid)
-    if len(key) > max_key:
-        key = CLIENT_PREFIX + b"#" + hashlib.blake2b(key, digest_size=min(32, max_key - 2)).digest()
-    return key
+    return _fit(CLIENT_PREFIX, CLIENT_PREFIX + client_id.encode() + b"\x00" + uid_key(uid), max_key)
+
+
+def registrations_key(uid: Any, max_key: int) -> bytes:
+    """The registry key counting a uid's Ajax registrations, polled or not (see the module docstring)."""
+    return _fit(REGISTRATIONS_PREFIX, REGISTRATIONS_PREFIX + uid_key(uid), max_key)
 
 
 def _frame(flags: int, batches: list[bytes]) -> bytes:
@@ -105,6 +119,7 @@ class ShmBackplane:
         self._on_uid_left: OnUidLeft | None = None
         self._core: AjaxPeer | None = None
         self._clients: dict[bytes, tuple[Any, str]] = {}  # client keys registered here
+        self._registrations: dict[Any, int] = {}  # Ajax registrations here, by uid
 
     # ------------------------------------------------------------------ presence
 
@@ -122,15 +137,16 @@ class ShmBackplane:
 
     def uids(self, view: View) -> frozenset[Any]:
         keys = self.state.connected_uids(_SHM_TRANSPORT[view])
-        return frozenset(edn.loads(key) for key in keys if not key.startswith(CLIENT_PREFIX))
+        return frozenset(edn.loads(key) for key in keys if key[0] not in _NOT_UIDS)
 
     def connected(self, uid: Any) -> bool:
         return self.state.holds(uid_key(uid))
 
     def remote(self, uid: Any, transport: Transport) -> bool:
-        ws, ajax = self.state.uid_counts(uid_key(uid))
-        total = ws if transport == "ws" else ajax
-        return total > self._local.get((transport, uid), 0)
+        if transport == "ajax":  # every Ajax registration, polled or not
+            total = self.state.uid_counts(registrations_key(uid, self.state.max_key))[1]
+            return total > self._registrations.get(uid, 0)
+        return self.state.uid_counts(uid_key(uid))[0] > self._local.get((transport, uid), 0)
 
     def remote_any(self, transport: Transport) -> bool:
         # Publishing a broadcast to an idle worker costs one copy; asking every worker first costs more.
@@ -162,12 +178,25 @@ class ShmBackplane:
         except shm.RegistryFull:
             log.warning("uid registry full: Ajax client %s is known to this worker only", client_id)
             return
+        try:
+            self.state.uid_connect(registrations_key(uid, self.state.max_key), shm.AJAX)
+        except shm.RegistryFull:
+            self.state.uid_disconnect(key, shm.AJAX)
+            log.warning("uid registry full: Ajax client %s is known to this worker only", client_id)
+            return
         self._clients[key] = (uid, client_id)
+        self._registrations[uid] = self._registrations.get(uid, 0) + 1
 
     def client_leave(self, uid: Any, client_id: str) -> None:
         key = self._client_key(uid, client_id)
         if self._clients.pop(key, None) is not None:
             self.state.uid_disconnect(key, shm.AJAX)
+            self.state.uid_disconnect(registrations_key(uid, self.state.max_key), shm.AJAX)
+            n = self._registrations.get(uid, 0) - 1
+            if n > 0:
+                self._registrations[uid] = n
+            else:
+                self._registrations.pop(uid, None)
 
     def client_known(self, uid: Any, client_id: str) -> bool:
         return self.state.holds(self._client_key(uid, client_id))
@@ -254,7 +283,7 @@ class ShmBackplane:
             if kind == shm.KIND_CONTROL:
                 if payload.startswith(CLAIM):
                     self._on_claim(key, payload)
-                elif not key.startswith(CLIENT_PREFIX) and self._on_uid_left is not None:
+                elif key[:1] and key[0] not in _NOT_UIDS and self._on_uid_left is not None:
                     self._on_uid_left(edn.loads(key))
                 return
             if kind == KIND_AJAX_HANDOFF:

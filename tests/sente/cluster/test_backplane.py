@@ -181,6 +181,7 @@ def test_ajax_clients_are_known_cluster_wide_and_hidden_from_connected_uids(segm
             assert b.client_known(uid, "c1") and a.client_known(uid, "c1")
         assert len(client_key(long_uid, "c1", a.state.max_key)) <= a.state.max_key
         assert a.uids("any") == frozenset() and a.uids("ajax") == frozenset()
+        assert b.remote("bob", "ajax") and not a.remote("bob", "ajax")  # registered, never polled: pushes go there
         a.client_leave("bob", "c1")
         assert not b.client_known("bob", "c1")
     finally:

@@ -71,6 +71,8 @@ class Member:
         return self.cluster.total(uid) > 0
 
     def remote(self, uid: Any, transport: Transport) -> bool:
+        if transport == "ajax":  # any Ajax registration elsewhere, polled or not (as ShmBackplane)
+            return any(u == uid for i, c in enumerate(self.cluster.clients) if i != self.index for u, _ in c)
         return self.cluster.total(uid, (transport,), skip=self.index) > 0
 
     def remote_any(self, transport: Transport) -> bool:
@@ -298,6 +300,16 @@ def test_a_push_between_polls_is_delivered_once_by_the_worker_of_the_next_poll()
             assert answers["g2"] == (next_poll, "[[[:t/p 2]] nil]"), (sender, next_poll)
             assert answers["g3"] == (1 - next_poll, "[[[:t/p 3]] nil]"), (sender, next_poll)
             assert len(answers) == 4  # the handshake and three polls: nothing twice, nothing stale
+
+
+def test_a_push_to_a_client_that_only_handshook_elsewhere_waits_for_its_first_poll():
+    for first_poll in (0, 1):
+        run = Actions(Cluster(2))
+        handshake(run, 0, "h")
+        push(run, 1, 1, 10)  # the POST asking for it landed on the other worker (ajax-push-between-polls)
+        assert run.cluster.cores[1].ajax_uids == frozenset()  # not connected before its first poll, as in Sente
+        poll(run, first_poll, "g1", 400)
+        assert run.answers()["g1"] == (first_poll, "[[[:t/p 1]] nil]")
 
 
 def test_polls_ping_ponging_between_workers_keep_the_order_and_never_duplicate():
