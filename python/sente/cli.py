@@ -170,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe.add_argument("--csrf-token")
     probe.add_argument("-H", "--header", action="append", default=[], help="'Name: value', repeatable")
     probe.add_argument("--trace", action="store_true", help="also log at DEBUG level (sente.client.wire...)")
+    snap = sub.add_parser("dashboard-snapshot", help="render the Grafana dashboard's panels from Prometheus to a PNG")
+    snap.add_argument("--prometheus", default="http://127.0.0.1:9090", help="Prometheus base URL")
+    snap.add_argument("--out", default="dashboard.png", help="PNG to write (default dashboard.png)")
+    snap.add_argument("--minutes", type=float, default=15.0, help="time range ending now (default 15)")
+    snap.add_argument("--job", default=".*", help="job regex for the dashboard's $job (default all)")
+    snap.add_argument("--dashboard", help="dashboard JSON (default grafana/dashboards/sente.json of the checkout)")
     sub.add_parser("bench", add_help=False, help="the fan-out benchmark (source checkout; sente bench --help)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
@@ -184,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     if args.command == "probe":
         return _probe(args)
+    if args.command == "dashboard-snapshot":
+        from .snapshot import main as snapshot_main
+
+        return snapshot_main(args.prometheus, args.out, args.minutes, args.job, args.dashboard)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse exits first
     return 2
 
