@@ -1,0 +1,138 @@
+"""One :class:`~sente.protocol.backplane.Backplane` made of this node's (shared memory, or this process alone)
+and the other nodes' (:class:`~sente.cluster.redis.RedisLink`).
+
+A server core sees one backplane, as before. Presence is the union of the two views; a flushed batch goes to the
+node's other workers through ``local`` when they hold the uid, and to other nodes through Redis when they do,
+each packed once by the core. ``uidport-open``/``close`` are decided by Redis while it is reachable (an atomic
+script per change, so once for the whole cluster; the answer comes back a moment later and the event fires
+then, on the worker that made the change), and by the node's own view while it is not.
+
+Ajax clients without sticky sessions are a node matter: the client registry, poll claims and handoffs go to
+``local`` only, so across machines a load balancer must keep an Ajax client on one node (any worker of it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..protocol.backplane import AjaxPeer, Backplane, Transport, View
+from ..protocol.events import UIDPORT_OPEN
+from .redis import MASKS, RedisLink
+
+OnBatch = Callable[[Transport, Any, "str | bytes"], None]
+
+
+class CompositeBackplane:
+    """``local`` (this node) plus ``link`` (the other nodes, through Redis), as one backplane."""
+
+    def __init__(self, local: Backplane, link: RedisLink) -> None:
+        self.local, self.link = local, link
+        self._counts: dict[tuple[Transport, Any], int] = {}  # this worker's clients
+        self._core: Any = None
+        self._on_uid_left: Callable[[Any], None] | None = None
+
+    # ------------------------------------------------------------------ presence
+
+    def _mask(self, uid: Any) -> int:
+        return sum(MASKS[t] for t in ("ws", "ajax") if (t, uid) in self._counts)
+
+    def join(self, uid: Any, transport: Transport) -> bool:
+        new_to_node = self.local.join(uid, transport)
+        n = self._counts.get((transport, uid), 0)
+        self._counts[(transport, uid)] = n + 1
+        if n == 0 and self.link.set_presence(uid, self._mask(uid), new_to_node):
+            return False  # Redis decides; the open fires when it answers
+        return new_to_node
+
+    def leave(self, uid: Any, transport: Transport) -> bool:
+        gone_from_node = self.local.leave(uid, transport)
+        n = self._counts.get((transport, uid), 0) - 1
+        if n > 0:
+            self._counts[(transport, uid)] = n
+            return gone_from_node
+        self._counts.pop((transport, uid), None)
+        if self.link.set_presence(uid, self._mask(uid), gone_from_node):
+            return False
+        return gone_from_node
+
+    def uids(self, view: View) -> frozenset[Any]:
+        remote = self.link.uids(view)
+        return self.local.uids(view) | remote if remote else self.local.uids(view)
+
+    def connected(self, uid: Any) -> bool:
+        return self.local.connected(uid) or self.link.connected(uid)
+
+    def remote(self, uid: Any, transport: Transport) -> bool:
+        return self.local.remote(uid, transport) or self.link.remote(uid, transport)
+
+    def remote_any(self, transport: Transport) -> bool:
+        return self.local.remote_any(transport) or self.link.remote_any(transport)
+
+    def publish(self, transport: Transport, uid: Any | None, data: str | bytes) -> None:
+        if uid is None:
+            if self.local.remote_any(transport):
+                self.local.publish(transport, None, data)
+            if self.link.remote_any(transport):
+                self.link.publish(transport, None, data)
+            return
+        if self.local.remote(uid, transport):
+            self.local.publish(transport, uid, data)
+        if self.link.remote(uid, transport):
+            self.link.publish(transport, uid, data)
+
+    # ------------------------------------------------------------------ Ajax clients: this node's affair
+
+    def bind(self, core: AjaxPeer) -> None:
+        self._core = core
+        self.local.bind(core)
+
+    def client_join(self, uid: Any, client_id: str) -> None:
+        self.local.client_join(uid, client_id)
+
+    def client_leave(self, uid: Any, client_id: str) -> None:
+        self.local.client_leave(uid, client_id)
+
+    def client_known(self, uid: Any, client_id: str) -> bool:
+        return self.local.client_known(uid, client_id)
+
+    def claim_poll(self, uid: Any, client_id: str) -> int:
+        return self.local.claim_poll(uid, client_id)
+
+    def hand_off(self, uid: Any, client_id: str, owner: Any, batches: list[str | bytes], final: bool = True) -> None:
+        self.local.hand_off(uid, client_id, owner, batches, final)
+
+    # ------------------------------------------------------------------ the inboxes (ClusterLink)
+
+    def start(self, on_batch: OnBatch, on_uid_left: Callable[[Any], None]) -> None:
+        self._on_uid_left = on_uid_left
+        start = getattr(self.local, "start", None)
+        if start is not None:
+            start(on_batch, self._local_uid_left)
+        self.link.start(on_batch, self._uid_opened, on_uid_left)
+
+    def stop(self) -> None:
+        stop = getattr(self.local, "stop", None)
+        if stop is not None:
+            stop()
+        self.link.stop()
+
+    async def aclose(self) -> None:
+        """Withdraw this worker's presence from Redis cleanly (then :meth:`stop`)."""
+        await self.link.aclose()
+
+    def _local_uid_left(self, uid: Any) -> None:
+        """The supervisor reclaimed a dead worker's uid. With Redis up, Redis decides: the replacement worker's
+        registration (or the TTL sweep) reports whether the uid left the whole cluster."""
+        if not self.link.active and self._on_uid_left is not None:
+            self._on_uid_left(uid)
+
+    def _uid_opened(self, uid: Any) -> None:
+        core = self._core
+        if core is None:
+            return
+        # The core has no public "opened elsewhere" entry (its close twin is uid_left_elsewhere): dispatch the
+        # system event as _joined would, then wake the server's pump.
+        core._dispatch_system(UIDPORT_OPEN, uid, None)
+        if core.on_output is not None:
+            core.on_output()

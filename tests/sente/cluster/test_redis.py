@@ -1,0 +1,263 @@
+"""The Redis backplane against a real redis-server (Debian's ``redis-server``, started here on a free port).
+
+First the link itself, in one process: several :class:`CompositeBackplane` "nodes" on one event loop, each with a
+:class:`LocalBackplane` and its own :class:`RedisLink` (presence, uidport events once for the cluster, batches
+across nodes, a Redis restart, a node that stops heartbeating). Then whole nodes: two ``sente serve --workers 2
+--redis-url`` clusters, WebSocket clients on each (:mod:`tests.sente.cluster.redis_app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from sente.cluster.composite import CompositeBackplane
+from sente.cluster.redis import RedisLink, decode_message, encode_message
+from sente.protocol.backplane import LocalBackplane, Transport
+from sente.protocol.events import UIDPORT_OPEN
+
+START_S = 10.0
+TTL_S = 1.0
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """``redis-server`` on a free port, no persistence; :meth:`restart` brings it back on the same port, empty."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + START_S
+        try:
+            for _ in range(1000):
+                with contextlib.suppress(redis.RedisError):
+                    if client.ping():
+                        return
+                assert self.proc.poll() is None, "redis-server exited"
+                assert time.monotonic() < deadline, "redis-server did not answer PING"
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with running_redis() as server:
+        yield server
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / 0.01) + 1):
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# ---------------------------------------------------------------------- the link, in one process
+
+
+class FakeCore:
+    """What a CompositeBackplane calls on its bound core (the uidport-open it decides)."""
+
+    def __init__(self, events: list[tuple[str, Any]]) -> None:
+        self.events = events
+        self.on_output: Callable[[], None] | None = None
+
+    def _dispatch_system(self, event_id: Any, uid: Any, client: Any) -> None:
+        assert event_id == UIDPORT_OPEN
+        self.events.append(("open", uid))
+
+    def ajax_claimed_elsewhere(self, uid: Any, client_id: str, owner: Any, now: float) -> None:
+        pass
+
+    def ajax_handoff(self, uid: Any, client_id: str, batches: list[str | bytes], now: float,
+                     final: bool = True) -> None:
+        pass
+
+
+class Node:
+    """One node of the cluster as its core sees it: a composite backplane, what it delivered, its uidport events."""
+
+    def __init__(self, url: str, name: str, prefix: str) -> None:
+        self.link = RedisLink(url, node=name, member=f"{name}|0", prefix=prefix, ttl_s=TTL_S,
+                              heartbeat_s=TTL_S / 5)
+        self.bp = CompositeBackplane(LocalBackplane(), self.link)
+        self.events: list[tuple[str, Any]] = []
+        self.batches: list[tuple[Transport, Any, str | bytes]] = []
+        self.bp.bind(FakeCore(self.events))
+        self.bp.start(lambda t, u, d: self.batches.append((t, u, d)), lambda u: self.events.append(("close", u)))
+
+    def join(self, uid: Any, transport: Transport = "ws") -> None:
+        if self.bp.join(uid, transport):
+            self.events.append(("open", uid))
+
+    def leave(self, uid: Any, transport: Transport = "ws") -> None:
+        if self.bp.leave(uid, transport):
+            self.events.append(("close", uid))
+
+
+@contextlib.asynccontextmanager
+async def nodes(url: str, *names: str, prefix: str = "t") -> Any:
+    made = [Node(url, name, f"{prefix}-{id(names)}") for name in names]
+    try:
+        await wait_until(lambda: all(n.link.active for n in made), what="links up")
+        yield made
+    finally:
+        for n in made:
+            await n.bp.aclose()
+            n.bp.stop()
+
+
+def all_events(ns: list[Node]) -> list[tuple[str, Any]]:
+    return sorted((e for n in ns for e in n.events), key=repr)
+
+
+def test_message_header_round_trips() -> None:
+    for uid, data in ((b'"alice"', '[[[:a/b 1]] nil]'), (None, b"\x00bin"), (b"[1 2]", "")):
+        node, seq, transports, key, back = decode_message(encode_message(b"n1", 7, 2, uid, data))
+        assert (node, seq, transports, key, back) == (b"n1", 7, 2, uid, data)
+
+
+def test_presence_is_cluster_wide_and_uidport_fires_once(redis_server: RedisServer) -> None:
+    async def go() -> None:
+        async with nodes(redis_server.url, "a", "b", "c") as (a, b, c):
+            a.join("u1")
+            await wait_until(lambda: ("open", "u1") in a.events, what="open on a")
+            await wait_until(lambda: b.bp.connected("u1") and c.bp.connected("u1"), what="b and c see u1")
+            assert b.bp.uids("ws") == frozenset({"u1"}) and b.bp.uids("ajax") == frozenset()
+            assert b.bp.remote("u1", "ws") and not b.bp.remote("u1", "ajax")
+            b.join("u1")
+            c.join("u1", "ajax")
+            a.join("u2", "ajax")
+            await wait_until(lambda: a.bp.uids("ajax") == frozenset({"u1", "u2"}), what="a sees c's ajax u1")
+            a.leave("u1")
+            b.leave("u1")
+            await asyncio.sleep(0.2)
+            assert all_events([a, b, c]) == [("open", "u1"), ("open", "u2")]
+            c.leave("u1", "ajax")
+            await wait_until(lambda: ("close", "u1") in c.events, what="close on c, the last holder")
+            await wait_until(lambda: not a.bp.connected("u1") and not b.bp.connected("u1"), what="u1 gone")
+            assert all_events([a, b, c]) == [("close", "u1"), ("open", "u1"), ("open", "u2")]
+
+    asyncio.run(go())
+
+
+def test_batches_cross_nodes_packed_once_and_skip_their_own_node(redis_server: RedisServer) -> None:
+    async def go() -> None:
+        async with nodes(redis_server.url, "a", "b") as (a, b):
+            a.join("alice")
+            a.join("zed", "ajax")
+            b.join("bob")
+            await wait_until(lambda: b.bp.remote("alice", "ws") and a.bp.remote("bob", "ws"), what="presence")
+            assert not b.bp.remote("nobody", "ws") and not b.bp.remote("alice", "ajax")
+            b.bp.publish("ws", "alice", '[[[:t/x 1]] nil]')
+            b.bp.publish("ws", "nobody", '[[[:t/x 0]] nil]')  # no other node holds it: not sent
+            assert b.bp.remote_any("ajax")
+            b.bp.publish("ajax", None, b"\x01binary")
+            await wait_until(lambda: len(a.batches) == 2, what="a's batches")
+            assert a.batches == [("ws", "alice", '[[[:t/x 1]] nil]'), ("ajax", None, b"\x01binary")]
+            assert b.batches == [] and b.link.stats.published == 2
+            for i in range(100):  # one sender's batches arrive in order
+                a.bp.publish("ws", "bob", f"[[[:t/n {i}]] nil]")
+            await wait_until(lambda: len(b.batches) == 100, what="100 batches")
+            assert [d for _, _, d in b.batches] == [f"[[[:t/n {i}]] nil]" for i in range(100)]
+
+    asyncio.run(go())
+
+
+def test_redis_restart_keeps_local_service_drops_then_resumes(redis_server: RedisServer) -> None:
+    async def go() -> None:
+        async with nodes(redis_server.url, "a", "b") as (a, b):
+            a.join("alice")
+            b.join("bob")
+            await wait_until(lambda: b.bp.remote("alice", "ws"), what="presence")
+            await asyncio.to_thread(redis_server.restart)  # empty: no persistence
+            await wait_until(lambda: not a.link.active or a.link.stats.failures > 0, what="a notices")
+            # During the outage or right after it: local presence and uidport decisions keep working.
+            a.join("carol")
+            a.leave("carol")
+            assert a.bp.connected("alice")
+            await wait_until(lambda: a.link.active and b.link.active, timeout=15, what="reconnected")
+            await wait_until(lambda: b.bp.remote("alice", "ws") and a.bp.remote("bob", "ws"), what="re-registered")
+            assert a.link.stats.connects >= 2 and "down" in a.link.stats.state_changes
+            b.bp.publish("ws", "alice", "after")
+            await wait_until(lambda: ("ws", "alice", "after") in a.batches, what="delivery resumed")
+            assert a.bp.uids("any") == frozenset({"alice", "bob"})
+
+    asyncio.run(go())
+
+
+def test_publishing_while_redis_is_down_drops_and_counts(redis_server: RedisServer) -> None:
+    link = RedisLink(redis_server.url, node="x", max_queue=3)
+    link.publish("ws", "alice", "data")  # not started: down
+    assert link.stats.dropped_down == 1 and not link._queue
+    link.state = "up"  # queue cap while up: the oldest go
+    for i in range(5):
+        link.publish("ws", None, f"{i}")
+    assert link.stats.dropped_overflow == 2
+    assert [decode_message(m)[4] for _, m in link._queue] == ["2", "3", "4"]
+
+
+def test_a_node_that_stops_heartbeating_leaves_presence_after_the_ttl(redis_server: RedisServer) -> None:
+    async def go() -> None:
+        async with nodes(redis_server.url, "a", "b") as (a, b):
+            b.join("bob")
+            b.join("shared")
+            a.join("shared")
+            await wait_until(lambda: a.bp.connected("bob"), what="presence")
+            b.link.stop()  # as if killed: no clean withdrawal
+            started = time.monotonic()
+            await wait_until(lambda: ("close", "bob") in a.events, timeout=TTL_S * 5, what="bob swept")
+            assert time.monotonic() - started >= TTL_S * 0.5
+            assert not a.bp.connected("bob") and a.bp.connected("shared")
+            assert ("close", "shared") not in a.events
+
+    asyncio.run(go())
