@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
+from csente.fanout import write_frame
 from csente.types import Keyword
 
 from . import metrics
@@ -117,6 +118,7 @@ class ChannelSocketServer:
         self._http: dict[object, asyncio.Future[Response]] = {}
         self._router: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._asgi_sockets = 0  # WebSockets over ASGI: while there are any, the C fan-out loop is not used
         self._timer_at: float | None = None
         self._pump_scheduled = False
         self._uid_listeners: list[Callable[[ConnectedUids], None]] = []
@@ -279,6 +281,12 @@ class ChannelSocketServer:
             return
         frame = build_text_frame(data) if isinstance(data, str) else build_binary_frame(data)
         cap = self.config.max_outbound_bytes
+        if not self._asgi_sockets:
+            # Every handle is a picows bridge connection (the handle is the connection): one C loop writes
+            # the frame to all of them; closed ones are skipped by their flags.
+            for conn in write_frame(list(action.handles), frame, cap) or ():
+                self._close_slow(conn)
+            return
         for handle in action.handles:
             conn = self._ws.get(handle)
             if conn is None:
@@ -288,11 +296,14 @@ class ChannelSocketServer:
             else:
                 conn.send_frame(frame)
             if conn.buffered_bytes > cap:
-                self.slow_consumer_closes += 1
-                self.stats.slow_consumer_closes += 1
-                log.warning("closing a slow consumer (client-id %r): %d bytes unsent",
-                            conn.request.param("client-id"), conn.buffered_bytes)
-                conn.close(self.config.slow_consumer_close_code, "slow consumer")
+                self._close_slow(conn)
+
+    def _close_slow(self, conn: WsConnection | AsgiWebSocket) -> None:
+        self.slow_consumer_closes += 1
+        self.stats.slow_consumer_closes += 1
+        log.warning("closing a slow consumer (client-id %r): %d bytes unsent",
+                    conn.request.param("client-id"), conn.buffered_bytes)
+        conn.close(self.config.slow_consumer_close_code, "slow consumer")
 
     def _close(self, action: Close) -> None:
         conn = self._ws.get(action.handle)
@@ -486,6 +497,7 @@ class ChannelSocketServer:
         await send({"type": "websocket.accept"})
         conn = AsgiWebSocket(send, request)
         self._ws[conn] = conn
+        self._asgi_sockets += 1
         self.stats.handshakes_ws += 1
         self.core.ws_open(conn, request, self._now())
         self._pump()
@@ -510,6 +522,7 @@ class ChannelSocketServer:
                 self._pump()
         finally:
             self._ws.pop(conn, None)
+            self._asgi_sockets -= 1
             self.core.ws_close(conn, self._now())
             self._pump()
             await conn.finish()
