@@ -18,7 +18,8 @@ The file is flat, with the same names as the settings (``-`` and ``_`` both acce
     shutdown_timeout = 10.0
     lp_timeout_ms = 25000     # any numeric ServerConfig option; "none" turns off an optional one
 
-Names: ``host``, ``port``, ``workers``, ``packer``, ``log_level``, ``json_logs``, ``shutdown_timeout`` and
+Names: ``host``, ``port``, ``workers``, ``packer``, ``log_level``, ``json_logs``, ``shutdown_timeout``,
+``redis_url`` (``SENTE_REDIS_URL``: join other nodes through Redis), ``redis_ttl`` and
 every numeric :class:`~sente.protocol.config.ServerConfig` option (``NUMERIC_OPTIONS``).
 """
 
@@ -70,6 +71,10 @@ class Settings:
     """One JSON object per log line (time, level, logger, message, worker, pid)."""
     shutdown_timeout: float = 10.0
     """Seconds a worker has to drain after SIGTERM; the supervisor kills it after that."""
+    redis_url: str | None = None
+    """Join the other nodes of a cluster through this Redis (``redis://host:6379/0``); None: this node alone."""
+    redis_ttl: float = 5.0
+    """Seconds after which a node that stopped heartbeating to Redis leaves presence (its uids close)."""
     server_options: Mapping[str, int | None] = field(default_factory=dict)
     """The numeric ServerConfig options that were set (only those), passed on to the app factory."""
 
@@ -147,6 +152,14 @@ def _parse_host(value: Any, where: str) -> str:
     return value.strip()
 
 
+def _parse_redis_url(value: Any, where: str) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if not isinstance(value, str) or not value.strip().startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{where}: expected a redis://, rediss:// or unix:// URL, got {value!r}")
+    return value.strip()
+
+
 def _parse_option(name: str) -> Callable[[Any, str], int | None]:
     def parse(value: Any, where: str) -> int | None:
         if name in OPTIONAL_OPTIONS and (value is None or (isinstance(value, str) and value.lower() == "none")):
@@ -164,6 +177,8 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "log_level": _parse_choice(LOG_LEVELS),
     "json_logs": _parse_bool,
     "shutdown_timeout": _parse_float,
+    "redis_url": _parse_redis_url,
+    "redis_ttl": _parse_float,
     **{name: _parse_option(name) for name in NUMERIC_OPTIONS},
 }
 NAMES: tuple[str, ...] = tuple(_PARSERS)

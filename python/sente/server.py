@@ -81,7 +81,8 @@ class ChannelSocketServer:
 
     ``backplane`` connects it to the rest of a broker or cluster (default: this process alone, or what
     :attr:`backplane_factory` makes: a broker worker sets that before it builds the app, so an app needs
-    no change to run under ``--workers``).
+    no change to run under ``--workers``). ``redis_url`` joins it to other nodes through Redis
+    (:mod:`sente.cluster.redis`; ``sente serve --redis-url`` does it for every worker).
     """
 
     backplane_factory: ClassVar[Callable[[], Backplane] | None] = None
@@ -96,6 +97,7 @@ class ChannelSocketServer:
         recv_buffer: int = 1000,
         config: ServerConfig | None = None,
         backplane: Backplane | None = None,
+        redis_url: str | None = None,
         **options: Any,
     ) -> None:
         self.path = path
@@ -104,6 +106,13 @@ class ChannelSocketServer:
         self.sessions = sessions if sessions is not None else default_store()
         if backplane is None and ChannelSocketServer.backplane_factory is not None:
             backplane = ChannelSocketServer.backplane_factory()
+        if redis_url is not None and not hasattr(backplane, "link"):  # other nodes, through Redis
+            from .cluster.composite import CompositeBackplane
+            from .cluster.redis import RedisLink
+            from .protocol.backplane import LocalBackplane
+
+            backplane = CompositeBackplane(backplane if backplane is not None else LocalBackplane(),
+                                           RedisLink(redis_url))
         self.core = ServerCore(self.packer, self.config, backplane)
         self.core.on_output = self._schedule_pump
         self.stats = self.core.stats  # this process's counters (sente.metrics)
@@ -429,6 +438,9 @@ class ChannelSocketServer:
                         await send({"type": "lifespan.shutdown.complete"})
                 finally:
                     if link is not None:
+                        aclose = getattr(link, "aclose", None)  # a Redis link withdraws its presence
+                        if aclose is not None:
+                            await aclose()
                         link.stop()
                     if owns_router:
                         self.stop_router()

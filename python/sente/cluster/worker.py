@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import itertools
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ from csente.shm import SharedState
 from ..app import load_app_factory
 from ..config import Settings, settings_from_json
 from ..metrics import MetricsBlock, Publisher, SenteCollector
+from ..protocol.backplane import Backplane, LocalBackplane
 from ..serve import Health, bind_socket, serve_forever
 from ..server import ChannelSocketServer
 from .backplane import ShmBackplane
@@ -163,6 +165,8 @@ def serve_app(
             attached = shared
             # Every ChannelSocketServer the app builds joins the broker: presence and pushes cross workers.
             ChannelSocketServer.backplane_factory = lambda: ShmBackplane(attached)
+        if settings.redis_url is not None:  # ...and the other nodes, through Redis
+            ChannelSocketServer.backplane_factory = _redis_factory(settings, index, shm_name)
         factory = load_app_factory(app_spec)
         app = factory(packer=settings.packer, **settings.server_options)
         sock = bind_socket(settings.host, settings.port, reuse_port=index is not None)
@@ -191,6 +195,29 @@ def serve_app(
         ChannelSocketServer.backplane_factory = None
         if shared is not None:
             shared.close()
+
+
+def _redis_factory(settings: Settings, index: int | None, shm_name: str | None) -> Callable[[], Backplane]:
+    """Backplanes of this worker's servers joined to the other nodes: this node's (shared memory, or this
+    process alone) composed with a :class:`RedisLink`. Member ids are stable across a worker's restarts
+    (``<node>|<index>``), so a replacement's registration closes what its predecessor left."""
+    from .composite import CompositeBackplane
+    from .redis import RedisLink, default_node_id
+
+    assert settings.redis_url is not None
+    node = default_node_id(shm_name)
+    made = itertools.count()
+    local_factory = ChannelSocketServer.backplane_factory
+
+    def make() -> Backplane:
+        n = next(made)
+        member = f"{node}|{index or 0}" + (f".{n}" if n else "")
+        local = local_factory() if local_factory is not None else LocalBackplane()
+        link = RedisLink(settings.redis_url or "", node=node, member=member, ttl_s=settings.redis_ttl,
+                         heartbeat_s=settings.redis_ttl / 5)
+        return CompositeBackplane(local, link)
+
+    return make
 
 
 def _die_with_parent(parent: int) -> None:

@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from sente import edn
 from sente.cluster.composite import CompositeBackplane
 from sente.cluster.redis import RedisLink, decode_message, encode_message
+from sente.edn import Keyword
 from sente.protocol.backplane import LocalBackplane, Transport
 from sente.protocol.events import UIDPORT_OPEN
+from sente.publisher import Publisher
+from tests.sente.cluster.test_supervisor import EDN, IO_TIMEOUT, Cluster, Conn, cluster, get_once, ws_client
 
 START_S = 10.0
 TTL_S = 1.0
@@ -261,3 +269,152 @@ def test_a_node_that_stops_heartbeating_leaves_presence_after_the_ttl(redis_serv
             assert ("close", "shared") not in a.events
 
     asyncio.run(go())
+
+
+# ---------------------------------------------------------------------- whole nodes: sente serve --redis-url
+
+APP = "tests.sente.cluster.redis_app:app"
+
+
+@dataclasses.dataclass
+class TwoNodes:
+    redis: RedisServer
+    a: Cluster
+    b: Cluster
+    log: Path
+
+    def uidports(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+@contextlib.contextmanager
+def redis_node(server: RedisServer) -> Iterator[Cluster]:
+    with cluster(APP, "--redis-url", server.url, "--redis-ttl", str(TTL_S)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
+    log = tmp_path_factory.mktemp("redis") / "uidports.log"
+    old = os.environ.get("REDIS_APP_LOG")
+    os.environ["REDIS_APP_LOG"] = str(log)
+    try:
+        with running_redis() as server, redis_node(server) as a, redis_node(server) as b:
+            yield TwoNodes(server, a, b, log)
+    finally:
+        if old is None:
+            os.environ.pop("REDIS_APP_LOG", None)
+        else:
+            os.environ["REDIS_APP_LOG"] = old
+
+
+async def http(port: int, target: str) -> str:
+    status, _, body = await get_once(port, target)
+    assert status == 200, body
+    return body.decode()
+
+
+async def uids_everywhere(port: int, tries: int = 8) -> set[Any]:
+    """The cluster's uids as the node's workers see them (asks several times: connections spread over workers)."""
+    views = [edn.loads(await http(port, "/uids")) for _ in range(tries)]
+    return set.intersection(*map(set, views))
+
+
+async def wait_uids(port: int, predicate: Callable[[set[Any]], bool], timeout: float = 10.0) -> set[Any]:
+    deadline = time.monotonic() + timeout
+    for _ in range(1000):
+        got = await uids_everywhere(port)
+        if predicate(got):
+            return got
+        assert time.monotonic() < deadline, f"uids on port {port}: {got}"
+        await asyncio.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+async def next_push(conn: Conn, timeout: float = IO_TIMEOUT) -> list[Any]:
+    """The events of the next pushed batch (pings skipped)."""
+    deadline = time.monotonic() + timeout
+    for _ in range(100):
+        opcode, payload = await conn.frame(max(0.01, deadline - time.monotonic()))
+        if opcode == 0x1:
+            events = EDN.unpack_envelope(payload.decode()).payload
+            if isinstance(events, list) and events and isinstance(events[0], list):
+                return events
+    raise AssertionError("no push")
+
+
+def test_nodes_push_broadcast_and_share_presence(two_nodes: TwoNodes) -> None:
+    async def go() -> None:
+        a, b = two_nodes.a.port, two_nodes.b.port
+        alice = [await ws_client(a, "alice")]  # on node A
+        bob = await ws_client(b, "bob")
+        try:
+            await wait_uids(b, lambda u: {"alice", "bob"} <= u)
+            await wait_uids(a, lambda u: {"alice", "bob"} <= u)
+            await http(b, "/push?to=alice&x=1")  # sent on B, delivered on A
+            for conn in alice:
+                assert await next_push(conn) == [[Keyword("test/server-push"), 1]]
+            await http(a, "/push?to=bob&x=2")
+            assert await next_push(bob) == [[Keyword("test/server-push"), 2]]
+            await http(a, "/broadcast?x=3")  # reaches clients on both nodes
+            for conn in [*alice, bob]:
+                assert await next_push(conn) == [[Keyword("test/broadcast"), 3]]
+            with Publisher(two_nodes.redis.url) as pub:  # from outside any node
+                pub.send("bob", ["test/published", 4])
+            assert await next_push(bob) == [[Keyword("test/published"), 4]]
+        finally:
+            for conn in [*alice, bob]:
+                conn.close()
+        await wait_uids(a, lambda u: not {"alice", "bob"} & u)
+        await wait_uids(b, lambda u: not {"alice", "bob"} & u)
+        await asyncio.sleep(0.3)
+        lines = two_nodes.uidports()
+        for uid in ("alice", "bob"):  # once for the whole cluster, whichever worker of whichever node
+            assert lines.count(f"open {uid}") == 1 and lines.count(f"close {uid}") == 1, lines
+
+    asyncio.run(go())
+
+
+def test_redis_restart_during_broadcasts(two_nodes: TwoNodes) -> None:
+    async def go() -> None:
+        a, b = two_nodes.a.port, two_nodes.b.port
+        ann, ben = await ws_client(a, "ann"), await ws_client(b, "ben")
+        try:
+            await wait_uids(a, lambda u: {"ann", "ben"} <= u)
+            await asyncio.to_thread(two_nodes.redis.stop)
+            for i in range(5):  # Redis away: each node still serves its own clients, nothing crashes
+                await http(a, f"/broadcast?x={i}")
+                assert await next_push(ann) == [[Keyword("test/broadcast"), i]]
+            await wait_uids(a, lambda u: "ben" not in u and "ann" in u)  # the local view
+            await asyncio.to_thread(two_nodes.redis.start)  # empty: the nodes re-register
+            await wait_uids(a, lambda u: {"ann", "ben"} <= u, timeout=20)
+            await wait_uids(b, lambda u: {"ann", "ben"} <= u, timeout=20)
+            await http(b, "/broadcast?x=9")
+            assert await next_push(ann) == [[Keyword("test/broadcast"), 9]]
+            assert await next_push(ben) == [[Keyword("test/broadcast"), 9]]
+        finally:
+            ann.close()
+            ben.close()
+        assert "Traceback" not in two_nodes.a.log() + two_nodes.b.log()
+
+    asyncio.run(go())
+
+
+def test_a_killed_node_leaves_presence_after_the_ttl(two_nodes: TwoNodes) -> None:
+    async def go(c: Cluster) -> None:
+        carol = await ws_client(c.port, "carol")
+        await wait_uids(two_nodes.a.port, lambda u: "carol" in u)
+        c.note_workers()
+        c.proc.kill()
+        for pid in c.worker_pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        started = time.monotonic()
+        await wait_uids(two_nodes.a.port, lambda u: "carol" not in u, timeout=TTL_S * 10)
+        assert time.monotonic() - started >= TTL_S * 0.5
+        carol.close()
+        await asyncio.sleep(0.3)
+        assert two_nodes.uidports().count("close carol") == 1
+
+    with redis_node(two_nodes.redis) as c:
+        asyncio.run(go(c))
