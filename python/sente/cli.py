@@ -23,7 +23,8 @@ from .protocol.config import ServerConfig
 
 # ServerConfig's numeric options become flags: lp_timeout_ms -> --lp-timeout-ms
 NUMERIC_OPTIONS = [f.name for f in dataclasses.fields(ServerConfig) if f.type in ("int", "int | None")]
-SETTING_FLAGS = ("host", "port", "workers", "packer", "log_level", "json_logs", "shutdown_timeout")
+SETTING_FLAGS = ("host", "port", "workers", "packer", "log_level", "json_logs", "shutdown_timeout", "redis_url",
+                 "redis_ttl")
 
 
 def _sample_messages() -> list[tuple[str, Any, Any]]:
@@ -136,6 +137,35 @@ def _probe(args: argparse.Namespace) -> int:
     ))
 
 
+def _publish(args: argparse.Namespace) -> int:
+    """``sente publish``: one push to a Redis-connected cluster (:class:`sente.Publisher`), no server needed."""
+    import os
+
+    from . import edn
+    from .publisher import Publisher
+
+    url = args.redis_url or os.environ.get("SENTE_REDIS_URL")
+    if not url:
+        print("sente publish: --redis-url (or SENTE_REDIS_URL) is required", file=sys.stderr)
+        return 2
+    if (args.uid is None) == (not args.broadcast):
+        print("sente publish: give --uid U or --broadcast (one of them)", file=sys.stderr)
+        return 2
+    try:
+        event = edn.loads(args.event)
+    except ValueError as e:
+        print(f"sente publish: EVENT_EDN is not EDN: {e}", file=sys.stderr)
+        return 2
+    with Publisher(url, packer=args.packer, str_keys=False, prefix=args.prefix) as pub:
+        try:
+            n = pub.broadcast(event) if args.broadcast else pub.send(args.uid, event)
+        except ValueError as e:
+            print(f"sente publish: {e}", file=sys.stderr)
+            return 2
+    print(f"sente publish: received by {n} node workers")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sente", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -153,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--json-logs", action=argparse.BooleanOptionalAction, default=None,
                        help="one JSON object per log line")
     serve.add_argument("--shutdown-timeout", metavar="SECONDS", help="time to drain on SIGTERM (default 10)")
+    serve.add_argument("--redis-url", metavar="URL", help="join other nodes through this Redis (redis://host:6379/0)")
+    serve.add_argument("--redis-ttl", metavar="SECONDS", help="a silent node leaves presence after (default 5)")
     for name in NUMERIC_OPTIONS:
         serve.add_argument("--" + name.replace("_", "-"), default=None, metavar="N", help=f"server option {name}")
     demo = sub.add_parser("demo", help="the demo: a live chat page on sente.js (sente serve sente.demo:app)")
@@ -176,6 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     snap.add_argument("--minutes", type=float, default=15.0, help="time range ending now (default 15)")
     snap.add_argument("--job", default=".*", help="job regex for the dashboard's $job (default all)")
     snap.add_argument("--dashboard", help="dashboard JSON (default grafana/dashboards/sente.json of the checkout)")
+    publish = sub.add_parser("publish", help="push an event to a Redis-connected cluster, without a server")
+    publish.add_argument("event", metavar="EVENT_EDN", help="e.g. '[:app/notice {:text \"hi\"}]'")
+    publish.add_argument("--redis-url", metavar="URL", help="the cluster's Redis (default: SENTE_REDIS_URL)")
+    publish.add_argument("--uid", help="push to this uid's clients (a string uid)")
+    publish.add_argument("--broadcast", action="store_true", help="push to every connected uid")
+    publish.add_argument("--packer", choices=["edn", "transit"], default="edn", help="the cluster's wire format")
+    publish.add_argument("--prefix", default="sente", help="the cluster's Redis prefix (default sente)")
     sub.add_parser("bench", add_help=False, help="the fan-out benchmark (source checkout; sente bench --help)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
@@ -190,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     if args.command == "probe":
         return _probe(args)
+    if args.command == "publish":
+        return _publish(args)
     if args.command == "dashboard-snapshot":
         from .snapshot import main as snapshot_main
 
