@@ -95,6 +95,8 @@ MAX_QUEUE_BYTES = 64 << 20
 MAX_PRESENCE_OPS = 100_000
 """Queued presence changes beyond which they are replaced by one full re-registration."""
 PIPELINE = 512
+SUBSCRIBE_POLL_S = 0.02
+"""How long the reader waits for a message before it looks for subscription changes."""
 FLUSH_ON_CLOSE_S = 1.0
 
 OnBatch = Callable[[Transport, Any, "str | bytes"], None]
@@ -313,6 +315,7 @@ class RedisLink:
         self._seq = itertools.count(1)
         # this worker's own presence (kept while Redis is down, for the re-registration)
         self._mine: dict[bytes, int] = {}
+        self._mine_version = 0
         self._slot_refs: dict[int, int] = {}
         self._subscribed: set[str] = set()
         # the other nodes' presence: uid EDN -> {member: mask}
@@ -327,6 +330,7 @@ class RedisLink:
         self._reset_due = True
         self._first_reset = True
         self._wake: asyncio.Event | None = None
+        self._subs_synced: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._on_batch: OnBatch | None = None
         self._on_open: OnUid | None = None
@@ -372,6 +376,7 @@ class RedisLink:
         (answered later through the callbacks); False when Redis is down and the caller's ``fallback`` stands."""
         key = uid_key(uid)
         old = self._mine.get(key, 0)
+        self._mine_version += 1
         if mask:
             self._mine[key] = mask
         else:
@@ -422,6 +427,7 @@ class RedisLink:
         Redis decided for this worker go to ``on_open``/``on_close``."""
         self._on_batch, self._on_open, self._on_close = on_batch, on_open, on_close
         self._wake = asyncio.Event()
+        self._subs_synced = asyncio.Event()
         self._closing = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"sente-redis {self.member}")
 
@@ -521,9 +527,12 @@ class RedisLink:
             self._subscribed = set()
             await pubsub.subscribe(self._presence_ch, channel_for(self.prefix, None))
             await self._sync_subscriptions(pubsub)
+            version = self._mine_version
             await self._reset(client)
             await self._snapshot(client)
             self._set_state("up")
+            if self._mine_version != version:  # changed while we registered: decided locally, register again
+                self._reset_due = True
             loop = asyncio.get_running_loop()
             tasks = [loop.create_task(c) for c in
                      (self._reader(client, pubsub), self._writer(client, pubsub), self._heartbeat(client))]
@@ -541,8 +550,14 @@ class RedisLink:
             with contextlib.suppress(BaseException):
                 await client.aclose()
 
+    def _wanted(self) -> set[str]:
+        return {channel_for(self.prefix, None)} | {f"{self.prefix}:b:{slot}" for slot in self._slot_refs}
+
+    def _subscriptions_stale(self) -> bool:
+        return self._wanted() != self._subscribed | {channel_for(self.prefix, None)}
+
     async def _sync_subscriptions(self, pubsub: Any) -> None:
-        wanted = {channel_for(self.prefix, None)} | {f"{self.prefix}:b:{slot}" for slot in self._slot_refs}
+        wanted = self._wanted()
         add, remove = wanted - self._subscribed - {channel_for(self.prefix, None)}, self._subscribed - wanted
         if add:
             await pubsub.subscribe(*sorted(add))
@@ -583,8 +598,13 @@ class RedisLink:
         return member.rpartition("|")[0] == self.node
 
     async def _reader(self, client: Any, pubsub: Any) -> None:
+        """The only task using the subscriber connection: it applies subscription changes between reads."""
+        assert self._subs_synced is not None
         while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if not self._subs_synced.is_set():
+                await self._sync_subscriptions(pubsub)
+                self._subs_synced.set()
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=SUBSCRIBE_POLL_S)
             if message is None:
                 continue
             data = message["data"]
@@ -641,12 +661,14 @@ class RedisLink:
             log.exception("dropped an unreadable message from Redis")
 
     async def _writer(self, client: Any, pubsub: Any) -> None:
-        assert self._wake is not None
+        assert self._wake is not None and self._subs_synced is not None
         while True:
             if not (self._ops or self._queue or self._reset_due):
                 self._wake.clear()
                 await self._wake.wait()
-            await self._sync_subscriptions(pubsub)  # before the presence that makes others publish to us
+            if self._subscriptions_stale():  # subscribe before the presence that makes others publish to us
+                self._subs_synced.clear()
+                await self._subs_synced.wait()
             if self._reset_due:
                 await self._reset(client)
             ops = list(self._ops)

@@ -198,6 +198,22 @@ def test_presence_is_cluster_wide_and_uidport_fires_once(redis_server: RedisServ
     asyncio.run(go())
 
 
+def test_uids_that_join_while_a_link_connects_are_registered(redis_server: RedisServer) -> None:
+    async def go() -> None:
+        async with nodes(redis_server.url, "a") as (a,):
+            b = Node(redis_server.url, "b", a.link.prefix)
+            try:
+                for i in range(50):  # before, during and after b's registration
+                    b.join(f"early{i}")
+                    await asyncio.sleep(0.001)
+                await wait_until(lambda: len(a.bp.uids("ws")) == 50, what="a sees all of b's uids")
+            finally:
+                await b.bp.aclose()
+                b.bp.stop()
+
+    asyncio.run(go())
+
+
 def test_batches_cross_nodes_packed_once_and_skip_their_own_node(redis_server: RedisServer) -> None:
     async def go() -> None:
         async with nodes(redis_server.url, "a", "b") as (a, b):
