@@ -30,6 +30,8 @@ Record kinds (a record carries an already-packed batch; nothing is re-encoded):
   payload = one flags byte (bit 0: final, the answer to the claim; bit 1: binary batches) followed by each
   batch as a 4-byte big-endian length and its bytes. Handoffs larger than a record are split; only the last
   part is final.
+* ``KIND_CLOSE`` 7: Sente's ``[:chsk/close]`` sent on one worker (key = uid EDN, empty payload): every worker
+  closes its connections of that uid.
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ from typing import Any
 from csente import shm
 
 from .. import edn
-from ..protocol.backplane import AjaxPeer, Transport, View
+from ..protocol.backplane import CorePeer, Transport, View
 
 log = logging.getLogger("sente.cluster")
 
 KIND_WS_TEXT, KIND_WS_BINARY, KIND_AJAX_TEXT, KIND_AJAX_BINARY = 1, 2, 4, 5  # 3 is shm.KIND_CONTROL
 KIND_AJAX_HANDOFF = 6
+KIND_CLOSE = 7
 CONTROL_UID_LEFT = shm.KIND_CONTROL
 CLAIM = b"ajax-claim"
 CLIENT_PREFIX = b"\x01"
@@ -117,7 +120,7 @@ class ShmBackplane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_batch: OnBatch | None = None
         self._on_uid_left: OnUidLeft | None = None
-        self._core: AjaxPeer | None = None
+        self._core: CorePeer | None = None
         self._clients: dict[bytes, tuple[Any, str]] = {}  # client keys registered here
         self._registrations: dict[Any, int] = {}  # Ajax registrations here, by uid
 
@@ -161,9 +164,13 @@ class ShmBackplane:
             log.warning("a %s batch reached %d of %d other workers (inbox full)", transport, delivered,
                         self.state.workers - 1)
 
+    def publish_close(self, uid: Any) -> None:
+        if self.state.publish_all(KIND_CLOSE, uid_key(uid), b"") < self.state.workers - 1:
+            log.warning("a [:chsk/close] for %r reached only some workers (inbox full)", uid)
+
     # ------------------------------------------------------------------ Ajax clients across workers
 
-    def bind(self, core: AjaxPeer) -> None:
+    def bind(self, core: CorePeer) -> None:
         self._core = core
 
     def _client_key(self, uid: Any, client_id: str) -> bytes:
@@ -288,6 +295,10 @@ class ShmBackplane:
                 return
             if kind == KIND_AJAX_HANDOFF:
                 self._on_handoff(key, payload)
+                return
+            if kind == KIND_CLOSE:
+                if self._core is not None:
+                    self._core.close_uid_here(edn.loads(key))
                 return
             transport, binary = _BY_KIND[kind]
             uid = edn.loads(key) if key else None

@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..protocol.backplane import AjaxPeer, Backplane, Transport, View
-from ..protocol.events import UIDPORT_OPEN
+from ..protocol.backplane import Backplane, CorePeer, Transport, View
 from .redis import MASKS, RedisLink
 
 OnBatch = Callable[[Transport, Any, "str | bytes"], None]
@@ -83,7 +82,10 @@ class CompositeBackplane:
 
     # ------------------------------------------------------------------ Ajax clients: this node's affair
 
-    def bind(self, core: AjaxPeer) -> None:
+    def publish_close(self, uid: Any) -> None:
+        self.local.publish_close(uid)  # this node's workers; other nodes' connections stay open (not yet routed)
+
+    def bind(self, core: CorePeer) -> None:
         self._core = core
         self.local.bind(core)
 
@@ -131,8 +133,4 @@ class CompositeBackplane:
         core = self._core
         if core is None:
             return
-        # The core has no public "opened elsewhere" entry (its close twin is uid_left_elsewhere): dispatch the
-        # system event as _joined would, then wake the server's pump.
-        core._dispatch_system(UIDPORT_OPEN, uid, None)
-        if core.on_output is not None:
-            core.on_output()
+        core.uid_joined_elsewhere(uid)

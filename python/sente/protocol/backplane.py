@@ -10,9 +10,9 @@ Ajax clients without sticky sessions: consecutive requests of one Ajax client ma
 The backplane keeps a cluster-wide registry of ``[uid client-id]`` pairs (``client_join``/``client_leave``/
 ``client_known``), so a poll reaching a process that never saw the client is held, not re-handshaken. The
 process that attaches a poll *claims* the client (``claim_poll``); every other process holding a registration
-of it answers the claim through the core (:meth:`AjaxPeer.ajax_claimed_elsewhere`): it stops holding batches
+of it answers the claim through the core (:meth:`CorePeer.ajax_claimed_elsewhere`): it stops holding batches
 for the client and hands the ones it holds to the claimant (``hand_off``), which delivers them
-(:meth:`AjaxPeer.ajax_handoff`) before anything newer.
+(:meth:`CorePeer.ajax_handoff`) before anything newer.
 """
 
 from __future__ import annotations
@@ -23,8 +23,23 @@ Transport = Literal["ws", "ajax"]
 View = Literal["ws", "ajax", "any"]
 
 
-class AjaxPeer(Protocol):
-    """What a backplane calls on its core when another process claims or hands off an Ajax client."""
+class CorePeer(Protocol):
+    """What a backplane calls on its core: other processes' presence decisions, closes, Ajax claims and handoffs."""
+
+    on_output: Any
+    """The core's wake-up (set by the transport layer): call it after an entry point queued actions."""
+
+    def uid_joined_elsewhere(self, uid: Any) -> None:
+        """The cluster decided elsewhere that ``uid`` is new to it: fire ``:chsk/uidport-open`` here."""
+        ...
+
+    def uid_left_elsewhere(self, uid: Any) -> None:
+        """The cluster decided elsewhere that ``uid`` left it: fire ``:chsk/uidport-close`` here."""
+        ...
+
+    def close_uid_here(self, uid: Any) -> None:
+        """Another process handled ``[:chsk/close]`` for ``uid``: close its connections in this process."""
+        ...
 
     def ajax_claimed_elsewhere(self, uid: Any, client_id: str, owner: Any, now: float) -> None:
         """Process ``owner`` attached a poll of this client: stop holding its batches, hand them to ``owner``."""
@@ -68,7 +83,11 @@ class Backplane(Protocol):
         """Send a packed batch to the other processes: for ``uid``'s clients, or for every client when None."""
         ...
 
-    def bind(self, core: AjaxPeer) -> None:
+    def publish_close(self, uid: Any) -> None:
+        """Sente's ``[:chsk/close]`` for ``uid``: the other processes close its connections too."""
+        ...
+
+    def bind(self, core: CorePeer) -> None:
         """The core this backplane serves (claims and handoffs from other processes are handed to it)."""
         ...
 
@@ -135,7 +154,10 @@ class LocalBackplane:
     def publish(self, transport: Transport, uid: Any | None, data: str | bytes) -> None:
         pass
 
-    def bind(self, core: AjaxPeer) -> None:
+    def publish_close(self, uid: Any) -> None:
+        pass
+
+    def bind(self, core: CorePeer) -> None:
         pass
 
     def client_join(self, uid: Any, client_id: str) -> None:

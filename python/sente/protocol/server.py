@@ -246,8 +246,19 @@ class ServerCore:
             self._dispatch_system(UIDPORT_CLOSE, client.uid, client)
 
     def uid_left_elsewhere(self, uid: Any) -> None:
-        """The cluster reports that ``uid`` left the broker with no process of ours seeing it (a dead worker)."""
+        """The cluster reports that ``uid`` left it with no client of ours seeing it (a dead worker or node)."""
         self._dispatch_system(UIDPORT_CLOSE, uid, None)
+        self._wake()
+
+    def uid_joined_elsewhere(self, uid: Any) -> None:
+        """The cluster decided elsewhere (Redis, for several nodes) that ``uid`` is new to it: fire uidport-open."""
+        self._dispatch_system(UIDPORT_OPEN, uid, None)
+        self._wake()
+
+    def close_uid_here(self, uid: Any) -> None:
+        """Another process handled ``[:chsk/close]`` for ``uid``: close its connections in this one."""
+        self._close_uid(uid)
+        self._wake()
 
     def _dispatch_system(self, event_id: Any, uid: Any, client: _Client | None) -> None:
         self._emit(Dispatch(EventMsg(
@@ -588,7 +599,8 @@ class ServerCore:
             if flush:
                 self.flush(now)
             self._close_uid(uid)
-            return self._is_local(uid)
+            self.backplane.publish_close(uid)
+            return self.is_connected(uid)
         targets = [t for t in TRANSPORTS if uid in self._uid_clients[t] or self.backplane.remote(uid, t)]
         if not targets:
             return False

@@ -242,3 +242,18 @@ def test_ajax_text_batches_and_uid_left_records_do_not_share_a_kind(segment: str
     finally:
         for s in states:
             s.close()
+
+
+def test_chsk_close_sent_on_one_worker_closes_the_uid_on_the_other(segment: str) -> None:
+    async def main(a: Worker, b: Worker) -> None:
+        async with client(b, "dave") as dave:
+            closed = asyncio.get_running_loop().create_future()
+            dave.on("chsk/state")(
+                lambda msg: closed.done() or (msg.data.old.open and not msg.data.new.open and closed.set_result(1))
+            )
+            await until(lambda: a.call(lambda: "dave" in a.server.connected_uids.ws))
+            assert a.call(lambda: a.server.send("dave", ["chsk/close"])) is True
+            await asyncio.wait_for(closed, 5)
+
+    with workers(segment) as (a, b):
+        asyncio.run(main(a, b))

@@ -29,7 +29,6 @@ from sente.cluster.composite import CompositeBackplane
 from sente.cluster.redis import RedisLink, decode_message, encode_message
 from sente.edn import Keyword
 from sente.protocol.backplane import LocalBackplane, Transport
-from sente.protocol.events import UIDPORT_OPEN
 from sente.publisher import Publisher
 from tests.sente.cluster.test_supervisor import EDN, IO_TIMEOUT, Cluster, Conn, cluster, get_once, ws_client
 
@@ -119,9 +118,14 @@ class FakeCore:
         self.events = events
         self.on_output: Callable[[], None] | None = None
 
-    def _dispatch_system(self, event_id: Any, uid: Any, client: Any) -> None:
-        assert event_id == UIDPORT_OPEN
+    def uid_joined_elsewhere(self, uid: Any) -> None:
         self.events.append(("open", uid))
+
+    def uid_left_elsewhere(self, uid: Any) -> None:
+        self.events.append(("close", uid))
+
+    def close_uid_here(self, uid: Any) -> None:
+        pass
 
     def ajax_claimed_elsewhere(self, uid: Any, client_id: str, owner: Any, now: float) -> None:
         pass

@@ -15,7 +15,7 @@ from sente.packers import EdnPacker
 from sente.protocol.backplane import Transport, View
 from sente.protocol.config import ServerConfig
 from sente.protocol.requests import Request
-from sente.protocol.server import HANDOFF_WAIT_MS, Dispatch, Respond, Send, ServerCore
+from sente.protocol.server import HANDOFF_WAIT_MS, Close, Dispatch, Respond, Send, ServerCore
 
 K = Keyword
 
@@ -40,6 +40,8 @@ class Cluster:
                     core = self.cores[i]
                     if what == "batch":
                         core.deliver_remote(*args, now)
+                    elif what == "close":
+                        core.close_uid_here(*args)
                     elif what == "claim":
                         self.records += 1
                         core.ajax_claimed_elsewhere(*args, now)
@@ -83,6 +85,11 @@ class Member:
         for i, inbox in enumerate(self.cluster.inboxes):
             if i != self.index:
                 inbox.append(("batch", transport, uid, data))
+
+    def publish_close(self, uid: Any) -> None:
+        for i, inbox in enumerate(self.cluster.inboxes):
+            if i != self.index:
+                inbox.append(("close", uid))
 
     def bind(self, core: Any) -> None:
         pass
@@ -436,3 +443,16 @@ def test_the_local_backplane_keeps_the_single_process_rules():
     assert [(a.handle, a.response.body) for a in core.take_actions() if isinstance(a, Respond)] == [
         ("h", HANDSHAKE_BOB), ("g1", "[[[:t/p 1]] nil]"),
     ]
+
+
+def test_chsk_close_sent_on_one_worker_closes_the_uid_on_every_worker():
+    cluster = Cluster(2)
+    a, b = cluster.cores
+    open_ws(a, "A1", "alice", "tab1")
+    open_ws(b, "B1", "alice", "tab2")
+    for core in (a, b):
+        core.take_actions()
+    assert a.send("alice", [K("chsk/close")], 0) is True
+    cluster.carry()
+    assert [x for x in a.take_actions() if isinstance(x, Close)] == [Close("A1", 1000)]
+    assert [x for x in b.take_actions() if isinstance(x, Close)] == [Close("B1", 1000)]
