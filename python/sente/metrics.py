@@ -24,6 +24,14 @@ Why this design:
 
 With ``--workers 0`` (one process) the same endpoint reads this process's counters directly.
 
+The Redis backplane (:class:`~sente.cluster.redis.RedisLink`, one per worker) counts in its own
+:attr:`~sente.cluster.redis.RedisLink.stats` (plain ints). A running link registers itself here (:func:`track_link`);
+each publish adds what the worker's links counted since the last one to its :class:`Counters` (so they survive a
+restart like the others) and writes ``backplane_up``: 1 when the worker has a link and every one of its links is up.
+``sente_backplane_up`` is the *number of live workers* whose link is up (one series, like ``sente_workers_up``):
+0 on a broker without Redis, whose backplane counters stay at 0, so every family is always present. Alert on
+``sente_backplane_up < sente_workers_up`` where Redis is configured.
+
 Metrics (base units; label values bounded: transport, result, reason, worker index): see :data:`HELP`.
 """
 
@@ -84,6 +92,7 @@ class Counters:
         "handshakes_ws", "handshakes_ajax", "handshakes_ws_rejected", "handshakes_ajax_rejected",
         "events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received", "decode_errors",
         "slow_consumer_closes", "dropped_events", *(f"rejected_{r}" for r in REASONS),
+        "backplane_published", "backplane_received", "backplane_dropped_outage", "backplane_dropped_queue_full",
     )
     __slots__ = (*COUNTERS, "flush_latency", "reply_latency", "batch_events")
 
@@ -107,6 +116,10 @@ class Counters:
     decode_errors: int
     slow_consumer_closes: int
     dropped_events: int
+    backplane_published: int
+    backplane_received: int
+    backplane_dropped_outage: int
+    backplane_dropped_queue_full: int
 
     def histograms(self) -> tuple[Histogram, ...]:
         return self.flush_latency, self.reply_latency, self.batch_events
@@ -211,10 +224,56 @@ def connections() -> tuple[int, int]:
     return ws, ajax
 
 
+# ---------------------------------------------------------------------- the Redis backplane of this process
+
+
+_links: weakref.WeakKeyDictionary[Any, tuple[int, int, int, int]] = weakref.WeakKeyDictionary()
+"""Running Redis links -> their stats as last added to the counters."""
+
+
+def _link_totals(link: Any) -> tuple[int, int, int, int]:
+    s = link.stats
+    return s.published, s.received, s.dropped_down, s.dropped_overflow
+
+
+def _add_link(link: Any, seen: tuple[int, int, int, int], source: Counters) -> tuple[int, int, int, int]:
+    now = _link_totals(link)
+    source.backplane_published += now[0] - seen[0]
+    source.backplane_received += now[1] - seen[1]
+    source.backplane_dropped_outage += now[2] - seen[2]
+    source.backplane_dropped_queue_full += now[3] - seen[3]
+    return now
+
+
+def track_link(link: Any) -> None:
+    """Count ``link``'s :attr:`stats` in this process's ``sente_backplane_*`` (a link registers when it starts)."""
+    if link not in _links:
+        _links[link] = _link_totals(link)
+
+
+def untrack_link(link: Any) -> None:
+    """A stopped link: its last counts go to the counters; it no longer weighs on ``backplane_up``."""
+    seen = _links.pop(link, None)
+    if seen is not None:
+        _add_link(link, seen, _COUNTERS)
+
+
+def sync_backplane(source: Counters | None = None) -> int:
+    """Add what this process's links counted since the last call to ``source``; 1 if the process has a running
+    link and every one is up, else 0."""
+    target = source if source is not None else _COUNTERS
+    up = 1 if _links else 0
+    for link, seen in list(_links.items()):
+        _links[link] = _add_link(link, seen, target)
+        if not link.active:
+            up = 0
+    return up
+
+
 # ---------------------------------------------------------------------- the shared-memory block
 
 
-GAUGES = ("pid", "connections_ws", "connections_ajax", "local_uids")
+GAUGES = ("pid", "connections_ws", "connections_ajax", "local_uids", "backplane_up")
 SLOT_WIDTH = len(GAUGES) + Counters.width()
 
 
@@ -286,7 +345,8 @@ class Publisher:
     def publish(self) -> None:
         ws, ajax = connections()
         uids = sum(s.local_uid_count for s in list(_servers))
-        self.block.write(self.index, [os.getpid(), ws, ajax, uids, *self.counters.values()])
+        up = sync_backplane(self.counters)
+        self.block.write(self.index, [os.getpid(), ws, ajax, uids, up, *self.counters.values()])
 
     def start(self) -> None:
         """Publish now and every :data:`PUBLISH_INTERVAL_S` on the running loop."""
@@ -332,6 +392,10 @@ HELP = {
     "worker_cpu_seconds": "CPU time (user + system) of the worker process running now (resets on restart).",
     "worker_resident_memory_bytes": "Resident memory of the worker process.",
     "workers_up": "Worker processes running now.",
+    "backplane_up": "Workers whose Redis backplane link is up (0 without Redis; compare with sente_workers_up).",
+    "backplane_published": "Batches published to the other nodes through Redis.",
+    "backplane_received": "Batches received from the other nodes through Redis.",
+    "backplane_dropped": "Batches for other nodes dropped: Redis unreachable (outage) or outbound queue full.",
 }
 
 
@@ -367,9 +431,10 @@ class SenteCollector(Collector):
         broker = self._broker()
         if broker is None:
             ws, ajax = connections()
-            rows: list[tuple[int, int, Sequence[float]]] = [(0, os.getpid(), [os.getpid(), ws, ajax,
-                                                            sum(s.local_uid_count for s in list(_servers)),
-                                                            *counters().values()])]
+            uids = sum(s.local_uid_count for s in list(_servers))
+            up = sync_backplane()
+            rows: list[tuple[int, int, Sequence[float]]] = [(0, os.getpid(), [os.getpid(), ws, ajax, uids, up,
+                                                                              *counters().values()])]
             live = rows
         else:
             if self.publisher is not None:
@@ -408,6 +473,13 @@ class SenteCollector(Collector):
         for reason in REASONS:
             rej.add_metric([reason], c[f"rejected_{reason}"])
         yield rej
+        yield GaugeMetricFamily("sente_backplane_up", HELP["backplane_up"], value=sum(r[2][4] for r in live))
+        for key in ("backplane_published", "backplane_received"):
+            yield CounterMetricFamily(f"sente_{key}", HELP[key], value=c[key])
+        bp = CounterMetricFamily("sente_backplane_dropped", HELP["backplane_dropped"], labels=["reason"])
+        bp.add_metric(["outage"], c["backplane_dropped_outage"])
+        bp.add_metric(["queue_full"], c["backplane_dropped_queue_full"])
+        yield bp
 
         at = len(Counters.COUNTERS)
         for name, bounds, unit_key in (("sente_flush_latency_seconds", LATENCY_BUCKETS, "flush_latency_seconds"),

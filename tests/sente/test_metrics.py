@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from sente import metrics
+from sente.cluster.redis import RedisStats
 from sente.edn import Keyword
 from sente.packers import EdnPacker
 from sente.protocol.config import ServerConfig
@@ -147,6 +148,63 @@ def test_the_exposition_names_every_metric_of_the_issue(core: ServerCore) -> Non
                  "sente_slow_consumer_closes_total"):
         assert f"\n{name}" in text, name
     assert 'sente_flush_latency_seconds_bucket{le="0.0001"}' in text
+
+
+class FakeLink:
+    """What sente.metrics reads of a RedisLink: ``stats`` (plain ints) and ``active``."""
+
+    def __init__(self) -> None:
+        self.stats = RedisStats()
+        self.active = False
+
+
+def sample(text: str, series: str) -> float:
+    line = next(line for line in text.splitlines() if line.startswith(series + " "))
+    return float(line.split()[-1])
+
+
+def test_the_redis_backplane_is_exported_from_its_link_stats(shm_dir: str) -> None:
+    def exported() -> str:
+        return metrics.exposition(metrics.registry_for(metrics.SenteCollector())).decode()
+
+    text = exported()  # no link in this process: present, at zero
+    assert sample(text, "sente_backplane_up") == 0
+    before = {r: sample(text, f'sente_backplane_dropped_total{{reason="{r}"}}') for r in ("outage", "queue_full")}
+    published = sample(text, "sente_backplane_published_total")
+    link = FakeLink()
+    link.stats.dropped_down = 3  # before it was tracked: not counted
+    metrics.track_link(link)
+    try:
+        assert sample(exported(), "sente_backplane_up") == 0  # running, not up yet
+        link.active = True
+        link.stats.published, link.stats.received = 5, 7
+        link.stats.dropped_down, link.stats.dropped_overflow = 4, 2
+        text = exported()
+        assert sample(text, "sente_backplane_up") == 1
+        assert sample(text, "sente_backplane_published_total") == published + 5
+        assert sample(text, 'sente_backplane_dropped_total{reason="outage"}') == before["outage"] + 1
+        assert sample(text, 'sente_backplane_dropped_total{reason="queue_full"}') == before["queue_full"] + 2
+        link.stats.published += 1
+    finally:
+        metrics.untrack_link(link)  # a stopped link: its last counts stay, it no longer counts as up or down
+    text = exported()
+    assert sample(text, "sente_backplane_up") == 0 and sample(text, "sente_backplane_published_total") == published + 6
+
+    block = metrics.MetricsBlock.create("sente-1-00000001", 2, shm_dir)  # in a broker's slot, across a restart
+    try:
+        mine = metrics.Counters()
+        pub = metrics.Publisher(block, 0, mine)
+        link2 = FakeLink()
+        metrics.track_link(link2)
+        link2.active, link2.stats.received = True, 9
+        pub.publish()
+        assert block.read(0)[metrics.GAUGES.index("backplane_up")] == 1 and mine.backplane_received == 9
+        metrics.untrack_link(link2)
+        again = metrics.Counters()
+        metrics.Publisher(block, 0, again).publish()  # the replacement worker, no link up yet
+        assert again.backplane_received == 9 and block.read(0)[metrics.GAUGES.index("backplane_up")] == 0
+    finally:
+        block.close()
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")

@@ -72,7 +72,7 @@ class CompositeBackplane:
         if uid is None:
             if self.local.remote_any(transport):
                 self.local.publish(transport, None, data)
-            if self.link.remote_any(transport):
+            if not self.link.active or self.link.remote_any(transport):  # down: counted as dropped
                 self.link.publish(transport, None, data)
             return
         if self.local.remote(uid, transport):

@@ -48,12 +48,13 @@ sender's view has not caught up).
 
 Outages (Redis unreachable): each node goes on with its local view: presence, sends, broadcasts and
 uidport events between its own workers, exactly as without Redis. Cross-node batches are *dropped* (counted
-in :attr:`RedisLink.stats`, never buffered) while the link is down; while it is up but slower than the flushes,
+in :attr:`RedisLink.stats`, never buffered) while the link is down (the batches queued or in flight when it
+went, and every broadcast flushed during the outage); while it is up but slower than the flushes,
 the outbound queue is capped (``max_queue`` messages, ``max_queue_bytes``) and the *oldest* batches are
 dropped and counted. The link reconnects with exponential backoff (0.1 s doubling to 5 s, with jitter),
 re-registers this worker's presence in one script (no uidport events for that: the node fired them
 locally during the outage) and reloads its view. The state (``up``, ``down``, ``connecting``) is logged on
-each change and readable as :attr:`RedisLink.state`.
+each change and readable as :attr:`RedisLink.state`; :mod:`sente.metrics` exports both (``sente_backplane_*``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .. import edn
+from .. import edn, metrics
 from ..protocol.backplane import Transport, View
 
 log = logging.getLogger("sente.cluster.redis")
@@ -430,6 +431,7 @@ class RedisLink:
         self._subs_synced = asyncio.Event()
         self._closing = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"sente-redis {self.member}")
+        metrics.track_link(self)
 
     def stop(self) -> None:
         """Stop at once (what is queued is dropped; the member expires after the TTL unless :meth:`aclose` ran)."""
@@ -438,6 +440,7 @@ class RedisLink:
             self._task.cancel()
             self._task = None
         self._set_state("down")
+        metrics.untrack_link(self)
 
     async def aclose(self, timeout: float = FLUSH_ON_CLOSE_S) -> None:
         """Stop cleanly: send what is queued (for at most ``timeout``), withdraw this worker's presence, stop."""

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import redis
 
-from sente import edn
+from sente import edn, metrics
 from sente.cluster.composite import CompositeBackplane
 from sente.cluster.redis import RedisLink, decode_message, encode_message
 from sente.edn import Keyword
@@ -247,6 +247,9 @@ def test_redis_restart_keeps_local_service_drops_then_resumes(redis_server: Redi
             a.join("alice")
             b.join("bob")
             await wait_until(lambda: b.bp.remote("alice", "ws"), what="presence")
+            before = metrics.counters().backplane_dropped_outage
+            ups: list[int] = []  # sente_backplane_up of this process (links a and b) while Redis restarts
+            sampling = asyncio.get_running_loop().create_task(sample_outage(a, ups))
             await asyncio.to_thread(redis_server.restart)  # empty: no persistence
             await wait_until(lambda: not a.link.active or a.link.stats.failures > 0, what="a notices")
             # During the outage or right after it: local presence and uidport decisions keep working.
@@ -259,8 +262,28 @@ def test_redis_restart_keeps_local_service_drops_then_resumes(redis_server: Redi
             b.bp.publish("ws", "alice", "after")
             await wait_until(lambda: ("ws", "alice", "after") in a.batches, what="delivery resumed")
             assert a.bp.uids("any") == frozenset({"alice", "bob"})
+            await sampling
+            text = metrics.exposition(metrics.registry_for(metrics.SenteCollector())).decode()
+            assert 'sente_backplane_dropped_total{reason="outage"}' in text
+            assert metrics.counters().backplane_dropped_outage >= before + 1  # the broadcast during the outage
+            assert ups[0] == 1 and 0 in ups and ups[-1] == 1, ups
+            assert "sente_backplane_up 1.0" in text
 
     asyncio.run(go())
+
+
+async def sample_outage(a: Node, ups: list[int]) -> None:
+    """Sample the exported up gauge every few ms until the outage is over; broadcast once from ``a`` while its
+    link is down (a drop)."""
+    broadcast = False
+    for _ in range(3000):
+        ups.append(metrics.sync_backplane())
+        if not a.link.active and not broadcast:
+            a.bp.publish("ws", None, "lost")
+            broadcast = True
+        if broadcast and ups[-1] == 1:
+            return
+        await asyncio.sleep(0.005)
 
 
 def test_publishing_while_redis_is_down_drops_and_counts(redis_server: RedisServer) -> None:
