@@ -21,7 +21,6 @@ requests waiting for a WebSocket reply are settled with ``:chsk/closed`` when th
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import math
@@ -35,6 +34,7 @@ from csente.types import DecodeError, Keyword
 
 from ..packers import Packer
 from .events import BAD_EVENT, HANDSHAKE, TIMEOUT, WS_PING, WS_PONG, as_event, make_event
+from .timers import Timers
 
 log = logging.getLogger("sente.client")
 
@@ -197,8 +197,7 @@ class ClientCore:
         self.conn = 0
         self.stopped = True
         self._actions: list[Action] = []
-        self._timers: list[tuple[float, int, str, Any, int]] = []
-        self._seq = itertools.count()
+        self._timers = Timers()
         self._cbs: dict[str, Transport] = {}  # waiting requests -> the transport they went out on
         self._pings: set[str] = set()
         self._ajax_keys = itertools.count(1)
@@ -213,19 +212,14 @@ class ClientCore:
         return actions
 
     def next_deadline(self) -> float | None:
-        return self._timers[0][0] if self._timers else None
+        return self._timers.next_deadline()
 
     def tick(self, now: float) -> None:
         """Run every timer due at ``now``: request timeouts, keep-alive checks, reconnects."""
-        while self._timers and self._timers[0][0] <= now:
-            _, _, kind, target, conn = heapq.heappop(self._timers)
-            getattr(self, f"_on_{kind}")(target, conn, now)
+        self._timers.run_due(self, now)
 
     def _emit(self, action: Action) -> None:
         self._actions.append(action)
-
-    def _schedule(self, when: float, kind: str, target: Any, conn: int = 0) -> None:
-        heapq.heappush(self._timers, (when, next(self._seq), kind, target, conn))
 
     # ------------------------------------------------------------------ state
 
@@ -291,7 +285,7 @@ class ClientCore:
             self._connect()
             return
         self._set_state(replace(self.state, udt_next_reconnect=self.wall_clock() + delay))
-        self._schedule(now + delay, "retry", None, self.conn)
+        self._timers.schedule(now + delay, "retry", None, self.conn)
 
     def _backoff(self, attempt: int) -> int:
         if self.config.backoff_ms_fn is not None:
@@ -345,7 +339,7 @@ class ClientCore:
     def _wait(self, key: str, transport: Transport, timeout_ms: int | None, now: float) -> None:
         self._cbs[key] = transport
         if timeout_ms is not None:
-            self._schedule(now + timeout_ms, "cb_timeout", key)
+            self._timers.schedule(now + timeout_ms, "cb_timeout", key)
 
     def _settle(self, key: str, value: Any, detail: Any = None) -> None:
         if self._cbs.pop(key, None) is None:
@@ -387,7 +381,7 @@ class ClientCore:
         ))
         self._emit(Receive([HANDSHAKE, [uid, None, hs_data, first]]))
         if self.transport == "ws" and self.config.ws_kalive_ms is not None:
-            self._schedule(now + self.config.ws_kalive_ms / 2, "kalive", self._comms, self.conn)
+            self._timers.schedule(now + self.config.ws_kalive_ms / 2, "kalive", self._comms, self.conn)
 
     def _batch(self, payload: Any) -> None:
         if not isinstance(payload, list | tuple):
@@ -461,7 +455,7 @@ class ClientCore:
             key = self._new_key()
             self._pings.add(key)
             self._send_ws([WS_PING], key, self.config.ws_ping_timeout_ms, now)
-        self._schedule(now + self.config.ws_kalive_ms / 2, "kalive", self._comms, conn)
+        self._timers.schedule(now + self.config.ws_kalive_ms / 2, "kalive", self._comms, conn)
 
     def _reconnect_after_failed_ping(self) -> None:
         log.info("no pong within %d ms: reconnecting", self.config.ws_ping_timeout_ms)

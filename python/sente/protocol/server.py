@@ -26,7 +26,6 @@ it and hand the ones they hold over, and the claimant delivers those first, wait
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 from collections.abc import Callable, Hashable, Iterable
@@ -56,6 +55,7 @@ from .events import (
 )
 from .requests import Request
 from .security import NO_CLIENT_ID, rejection
+from .timers import Timers
 
 log = logging.getLogger("sente.server")
 
@@ -180,8 +180,8 @@ class ServerCore:
         self._handles: dict[Handle, tuple[_Client, int]] = {}
         self._posts: dict[Handle, _Post] = {}
         self._buffers: dict[Transport, _Buffer] = {"ws": _Buffer(), "ajax": _Buffer()}
-        self._timers: list[tuple[float, int, str, Any, int]] = []
-        self._seq = itertools.count()
+        self._timers = Timers()
+        self._seq = itertools.count()  # message order in the send buffers
         self.stats = counters()
         self.backplane.bind(self)
 
@@ -194,13 +194,11 @@ class ServerCore:
 
     def next_deadline(self) -> float | None:
         """When ``tick`` must next be called (None: nothing scheduled)."""
-        return self._timers[0][0] if self._timers else None
+        return self._timers.next_deadline()
 
     def tick(self, now: float) -> None:
         """Run every timer due at ``now``: flushes, keep-alive, grace periods, timeouts."""
-        while self._timers and self._timers[0][0] <= now:
-            _, _, kind, target, conn = heapq.heappop(self._timers)
-            getattr(self, f"_on_{kind}")(target, conn, now)
+        self._timers.run_due(self, now)
 
     def _emit(self, action: Action) -> None:
         self._actions.append(action)
@@ -212,9 +210,6 @@ class ServerCore:
     def _wake(self) -> None:
         if self.on_output is not None:
             self.on_output()
-
-    def _schedule(self, when: float, kind: str, target: Any, conn: int = 0) -> None:
-        heapq.heappush(self._timers, (when, next(self._seq), kind, target, conn))
 
     # ------------------------------------------------------------------ connected uids
 
@@ -299,7 +294,7 @@ class ServerCore:
             if client.transport == "ws"
             else self.config.ms_allow_reconnect_before_close_ajax
         )
-        self._schedule(now + grace, "grace", client, client.conn)
+        self._timers.schedule(now + grace, "grace", client, client.conn)
 
     def _on_grace(self, client: _Client, conn: int, now: float) -> None:
         if client.conn != conn or client.handle is not None:
@@ -346,7 +341,7 @@ class ServerCore:
         if fresh:
             self._joined(client)
         if self.config.ws_kalive_ms is not None:
-            self._schedule(now + self.config.ws_kalive_ms / 2, "kalive", client, client.conn)
+            self._timers.schedule(now + self.config.ws_kalive_ms / 2, "kalive", client, client.conn)
         self._deliver_pending(client, now)
 
     def ws_message(self, handle: Handle, data: str | bytes, now: float) -> None:
@@ -399,14 +394,15 @@ class ServerCore:
             return
         if client.activity:
             client.activity, client.pinged = False, False
-            self._schedule(now + self.config.ws_kalive_ms / 2, "kalive", client, conn)
+            self._timers.schedule(now + self.config.ws_kalive_ms / 2, "kalive", client, conn)
         elif client.pinged:
             self._emit(Close(client.handle, 1000))
         else:
             client.pinged = True
             self._emit(Send((client.handle,), self.packer.pack_envelope(WS_PING, None)))
             wait = self.config.ws_ping_timeout_ms
-            self._schedule(now + (wait if wait is not None else self.config.ws_kalive_ms / 2), "kalive", client, conn)
+            delay = wait if wait is not None else self.config.ws_kalive_ms / 2
+            self._timers.schedule(now + delay, "kalive", client, conn)
 
     # ------------------------------------------------------------------ Ajax
 
@@ -442,14 +438,14 @@ class ServerCore:
         if not client.polled:
             client.polled = True
             self._joined(client)
-        self._schedule(now + self.config.lp_timeout_ms, "poll_timeout", client, client.conn)
+        self._timers.schedule(now + self.config.lp_timeout_ms, "poll_timeout", client, client.conn)
         if claim:
             due = self.backplane.claim_poll(uid, client_id)
             if due > 0:
                 client.handoffs_due = due
                 client.handoff_at = len(client.pending)
                 client.handoff_gen += 1
-                self._schedule(now + HANDOFF_WAIT_MS, "handoff_timeout", client, client.handoff_gen)
+                self._timers.schedule(now + HANDOFF_WAIT_MS, "handoff_timeout", client, client.handoff_gen)
         self._deliver_pending(client, now)
 
     def ajax_claimed_elsewhere(self, uid: Any, client_id: str, owner: Any, now: float) -> None:
@@ -491,7 +487,8 @@ class ServerCore:
         if batches:
             if not client.pending:
                 client.pending_gen += 1
-                self._schedule(now + self.config.undelivered_ttl_ms, "pending_expiry", client, client.pending_gen)
+                self._timers.schedule(
+                    now + self.config.undelivered_ttl_ms, "pending_expiry", client, client.pending_gen)
             at = min(client.handoff_at, len(client.pending))
             client.pending[at:at] = batches
             client.handoff_at = at + len(batches)
@@ -541,7 +538,7 @@ class ServerCore:
         if _truthy(cb_id):
             post = _Post(handle)
             self._posts[handle] = post
-            self._schedule(now + self.config.lp_timeout_ms, "post_timeout", post)
+            self._timers.schedule(now + self.config.lp_timeout_ms, "post_timeout", post)
             reply = self._ajax_reply(post)
         else:
             self._emit(Respond(handle, _ajax(self.packer.pack_envelope(DUMMY_CB_200, None))))
@@ -628,7 +625,7 @@ class ServerCore:
         if buf.flush_at is None:
             window = self.config.send_buf_ms_ws if transport == "ws" else self.config.send_buf_ms_ajax
             buf.flush_at = now + window
-            self._schedule(buf.flush_at, "flush", transport, buf.gen)
+            self._timers.schedule(buf.flush_at, "flush", transport, buf.gen)
 
     def _on_flush(self, transport: Transport, gen: int, now: float) -> None:
         if self._buffers[transport].gen == gen:
@@ -748,7 +745,7 @@ class ServerCore:
         """Keep a batch for a client with no live channel, for ``undelivered_ttl_ms``, capped."""
         if not client.pending:
             client.pending_gen += 1
-            self._schedule(now + self.config.undelivered_ttl_ms, "pending_expiry", client, client.pending_gen)
+            self._timers.schedule(now + self.config.undelivered_ttl_ms, "pending_expiry", client, client.pending_gen)
         client.pending.append(data)
         overflow = len(client.pending) - self.config.max_pending_batches
         if overflow > 0:
