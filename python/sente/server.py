@@ -26,11 +26,12 @@ from csente.fanout import write_frame
 from csente.types import Keyword
 
 from . import metrics
+from .handlers import Handlers
 from .keys import StrKeysPacker
 from .packers import Packer, get_packer
 from .protocol.backplane import Backplane, Transport
 from .protocol.config import Response, ServerConfig
-from .protocol.events import TIMEOUT, event_id
+from .protocol.events import TIMEOUT
 from .protocol.requests import Request
 from .protocol.server import AJAX_CONTENT_TYPE, Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore
 from .sessions import Sessions, default_store
@@ -121,8 +122,7 @@ class ChannelSocketServer:
         self.dropped_events = 0
         self._recv: asyncio.Queue[EventMsg] | None = None
         self._recv_size = recv_buffer
-        self._handlers: dict[Keyword, Handler] = {}
-        self._default_handler: Handler | None = None
+        self._handlers: Handlers[Handler] = Handlers()
         self._ws: dict[Any, WsConnection | AsgiWebSocket] = {}
         self._http: dict[object, asyncio.Future[Response]] = {}
         self._router: asyncio.Task[None] | None = None
@@ -167,18 +167,11 @@ class ChannelSocketServer:
 
     def on(self, event: str | Keyword) -> Callable[[Handler], Handler]:
         """Decorator registering the handler of one event id (``"ns/name"`` or a Keyword)."""
-        key = event_id(event)
-
-        def register(handler: Handler) -> Handler:
-            self._handlers[key] = handler
-            return handler
-
-        return register
+        return self._handlers.on(event)
 
     def on_default(self, handler: Handler) -> Handler:
         """Decorator registering the handler for events with no handler of their own."""
-        self._default_handler = handler
-        return handler
+        return self._handlers.on_default(handler)
 
     async def events(self) -> AsyncIterator[EventMsg]:
         """Event messages as they arrive (an async iterator); the router reads the same stream."""
@@ -219,7 +212,7 @@ class ChannelSocketServer:
             self._router = None
 
     def _route(self, msg: EventMsg) -> Awaitable[None] | None:
-        handler = self._handlers.get(msg.id, self._default_handler)
+        handler = self._handlers.get(msg.id)
         if handler is None:
             log.debug("unhandled event %r from uid %r", msg.id, msg.uid)
             return None
@@ -423,7 +416,7 @@ class ChannelSocketServer:
                 else:
                     await self._asgi_ws(scope, receive, send)
             elif kind == "lifespan":
-                owns_router = self._router is None and (bool(self._handlers) or self._default_handler is not None)
+                owns_router = self._router is None and bool(self._handlers)
                 if owns_router:
                     self.start_router()
                 link = self.core.backplane if isinstance(self.core.backplane, ClusterLink) else None

@@ -28,6 +28,7 @@ import aiohttp
 
 from csente.types import Keyword
 
+from ..handlers import Handlers
 from ..keys import StrKeysPacker
 from ..packers import Packer, get_packer
 from ..protocol.client import (
@@ -48,7 +49,7 @@ from ..protocol.client import (
     SendFrame,
     StateChange,
 )
-from ..protocol.events import HANDSHAKE, TIMEOUT, WS_PING, event_id
+from ..protocol.events import HANDSHAKE, TIMEOUT, WS_PING
 from .ajax import AjaxHttp, HttpResult, encode_pairs
 from .ws import UpgradeRefused, WsLink
 
@@ -231,8 +232,7 @@ class Client:
         self._poll_task: asyncio.Task[Any] | None = None
         self._http = AjaxHttp()
         self._recv: asyncio.Queue[ClientEventMsg] = asyncio.Queue(recv_buffer)
-        self._handlers: dict[Keyword, Handler] = {}
-        self._default_handler: Handler | None = None
+        self._handlers: Handlers[Handler] = Handlers()
         self._waiters: list[tuple[Callable[[ClientState], bool], asyncio.Future[None]]] = []
         self._rejection: ConnectionRejected | None = None
         self._closed = False
@@ -395,18 +395,11 @@ class Client:
 
     def on(self, event: str | Keyword) -> Callable[[Handler], Handler]:
         """Decorator: call the handler for every message with this id (``"chsk/state"`` works too)."""
-        key = event_id(event)
-
-        def register(handler: Handler) -> Handler:
-            self._handlers[key] = handler
-            return handler
-
-        return register
+        return self._handlers.on(event)
 
     def on_default(self, handler: Handler) -> Handler:
         """Decorator: the handler for messages without a handler of their own."""
-        self._default_handler = handler
-        return handler
+        return self._handlers.on_default(handler)
 
     def _receive(self, event: list[Any]) -> None:
         msg = ClientEventMsg(event)
@@ -414,7 +407,7 @@ class Client:
             self._recv.get_nowait()  # sliding buffer, as Sente's
             self.dropped_events += 1
         self._recv.put_nowait(msg)
-        handler = self._handlers.get(msg.id, self._default_handler)
+        handler = self._handlers.get(msg.id)
         if handler is not None:
             try:
                 result = handler(msg)
