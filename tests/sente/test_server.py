@@ -30,6 +30,7 @@ from sente.protocol.requests import Request
 from sente.protocol.server import EventMsg
 from sente.serve import uvicorn_config
 from sente.server import AsgiApp, ChannelSocketServer, ConnectedUids
+from tests.helpers import wait_until
 from tests.sente.conformance.replay import client_frame, read_frame, read_http_response
 
 K = Keyword
@@ -52,14 +53,6 @@ def make_server(**options: Any) -> ChannelSocketServer:
     options.setdefault("user_id_fn", lambda request: request.param("uid"))
     options.setdefault("csrf_token_fn", lambda request: TOKEN)
     return ChannelSocketServer(**options)
-
-
-async def wait_until(pred: Callable[[], bool], timeout: float = IO_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 # ---------------------------------------------------------------------------------------- clients

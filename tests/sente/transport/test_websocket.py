@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import os
 import struct
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from sente.transport.websocket import (
     build_text_frame,
     make_ws_protocol_class,
 )
+from tests.helpers import wait_until
 
 try:
     import uvloop
@@ -70,14 +70,6 @@ def run(coro_fn: Callable[[], Awaitable[None]], loop: str = "asyncio") -> None:
 
 
 OPEN_WRITERS: list[asyncio.StreamWriter] = []  # raw test sockets, closed when the test's loop ends
-
-
-async def wait_until(pred: Callable[[], bool], timeout: float = IO_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 class EchoHandler:
