@@ -6,22 +6,18 @@ The tests need Node with ``js/node_modules`` (``cd js && npm ci``) and, for the 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import selectors
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from sente import demo, serve
-from tests.sente.conformance.replay import ServerThread
+from sente import demo
+from tests.sente.conformance.replay import AppThread
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "js"
@@ -35,34 +31,8 @@ needs_node = pytest.mark.skipif(
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
 
 
-class AppServer(ServerThread):
+class AppServer(AppThread):
     """An app on 127.0.0.1 in a thread; a fixed ``port`` to restart on the same one; ``ws=False``: no WebSocket."""
-
-    def __init__(self, app: Any, port: int = 0, *, ws: bool = True) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.port = self.sock.getsockname()[1]
-        config = serve.uvicorn_config(app, "127.0.0.1", self.port, log_level="warning")
-        if not ws:
-            config.ws = "none"  # upgrades are answered as plain HTTP: WebSocket blocked, as by a proxy
-        self.server = uvicorn.Server(config)
-        self.error = None
-        self.loop = None
-        self.thread = threading.Thread(target=self._run, name=f"sente-app-{self.port}", daemon=True)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self.server.serve(sockets=[self.sock]))
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        except BaseException as e:
-            self.error = e
-        finally:
-            loop.close()
 
     @property
     def base(self) -> str:

@@ -3,52 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
-import uvicorn
 
-from sente import serve, testapp
-from tests.sente.conformance.replay import ServerThread
+from sente import testapp
+from tests.sente.conformance.replay import AppThread
 
 FAST = {"ws_kalive_ms": 60_000, "lp_timeout_ms": 1_000, "ms_allow_reconnect_before_close_ws": 300}
 
 
-class Server(ServerThread):
-    """ServerThread with options, an optional fixed port, and optionally no WebSocket support at all."""
+class Server(AppThread):
+    """The reference test app with options, an optional fixed port, and optionally no WebSocket support at all."""
 
     def __init__(self, port: int = 0, *, ws: bool = True, **options: Any) -> None:
-        opts = {**FAST, **options}
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.port = self.sock.getsockname()[1]
-        self.app = testapp.app(**opts)
-        config = serve.uvicorn_config(self.app, "127.0.0.1", self.port, log_level="warning")
-        if not ws:
-            config.ws = "none"  # upgrades are not supported: the request is answered as plain HTTP
-        self.server = uvicorn.Server(config)
-        self.error = None
-        import threading
-
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        # asyncio.run's way: tasks still pending when the server stops (the app's router) are cancelled and
-        # awaited before the loop closes, so no coroutine is finalised later by the GC in another thread.
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self.server.serve(sockets=[self.sock]))
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        except BaseException as e:
-            self.error = e
-        finally:
-            loop.close()
+        self.app = testapp.app(**{**FAST, **options})
+        super().__init__(self.app, port, ws=ws)
 
     @property
     def url(self) -> str:

@@ -81,16 +81,19 @@ def tolerance(expected_ms: float) -> float:
 class ServerThread:
     """Our server (uvicorn + the picows bridge, via sente.serve) on 127.0.0.1, in a thread with its own loop."""
 
-    def __init__(self, app_factory: Callable[[], Any]) -> None:
+    def __init__(self, app_factory: Callable[[], Any], port: int = 0, *, ws: bool = True) -> None:
+        """``port``: a fixed one (to restart on the same port); ``ws=False``: no WebSocket support at all."""
         from sente import serve
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.port: int = self.sock.getsockname()[1]
         import uvicorn
 
         config = serve.uvicorn_config(app_factory(), "127.0.0.1", self.port, log_level="warning")
+        if not ws:
+            config.ws = "none"  # upgrades are answered as plain HTTP: WebSocket blocked, as by a proxy
         self.server = uvicorn.Server(config)
         self.error: BaseException | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -131,6 +134,28 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+class AppThread(ServerThread):
+    """ServerThread for an app object, on asyncio's own loop (not uvloop), as the client and browser tests use it."""
+
+    def __init__(self, app: Any, port: int = 0, *, ws: bool = True) -> None:
+        super().__init__(lambda: app, port, ws=ws)
+
+    def _run(self) -> None:
+        # asyncio.run's way: tasks still pending when the server stops (the app's router) are cancelled and
+        # awaited before the loop closes, so no coroutine is finalised later by the GC in another thread.
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        except BaseException as e:
+            self.error = e
+        finally:
+            loop.close()
 
 
 # ---------------------------------------------------------------------------------------- observations
