@@ -38,6 +38,7 @@ cdef class SharedState:
     cdef _release(self)
     cdef int _check(self) except -1
     cdef int _check_worker(self) except -1
+    cdef int _check_connection(self, int transport) except -1
     cdef unsigned char* _slot(self, uint64_t s) noexcept
     cdef uint64_t* _col(self, int w, uint64_t s) noexcept
     cdef int64_t _lookup(self, const unsigned char* k, uint32_t klen, uint64_t h, uint64_t* mout) noexcept

@@ -468,6 +468,13 @@ cdef class SharedState:
             raise ValueError("only an attached worker can do this")
         return 0
 
+    cdef inline int _check_connection(self, int transport) except -1:
+        """uid_connect / uid_disconnect: an attached worker, and ``transport`` WS or AJAX."""
+        self._check_worker()
+        if transport != WS and transport != AJAX:
+            raise ValueError("transport must be WS (0) or AJAX (1)")
+        return 0
+
     @property
     def name(self):
         return self._name
@@ -644,9 +651,7 @@ cdef class SharedState:
         Call it for every connection that opens. True exactly when this made the uid go from nowhere in
         the broker to somewhere: the caller fires :chsk/uidport-open. (Internally: when this worker's
         own count for the uid goes 0 → 1 it sets its holder bit; True iff no other bit was set.)"""
-        self._check_worker()
-        if transport != WS and transport != AJAX:
-            raise ValueError("transport must be WS (0) or AJAX (1)")
+        self._check_connection(transport)
         cdef const unsigned char* k
         cdef uint32_t klen
         self._key(key, &k, &klen)
@@ -690,9 +695,7 @@ cdef class SharedState:
     def uid_disconnect(self, key, int transport):
         """Count one local connection of ``key`` on ``transport`` gone. True exactly when the uid thereby
         left the whole broker: the caller fires :chsk/uidport-close. ValueError if not connected here."""
-        self._check_worker()
-        if transport != WS and transport != AJAX:
-            raise ValueError("transport must be WS (0) or AJAX (1)")
+        self._check_connection(transport)
         cdef const unsigned char* k
         cdef uint32_t klen
         self._key(key, &k, &klen)
