@@ -66,11 +66,9 @@ def test_publish_drain_batch(benchmark: Any, views: Any, size: str) -> None:
     benchmark(batch)
 
 
-def test_registry_join_leave(benchmark: Any, views: Any) -> None:
-    """The common case: the uid is held elsewhere already; connect and disconnect are lock-free."""
-    _sup, w0, w1 = views
-    w0.uid_connect(b'"user-1"', WS)
-    connect, disconnect, key = w1.uid_connect, w1.uid_disconnect, b'"user-1"'
+def _bench_connect_disconnect(benchmark: Any, worker: Any, key: bytes) -> None:
+    """Time one uid_connect + uid_disconnect of ``key`` on ``worker`` (bound methods, no lookups timed)."""
+    connect, disconnect = worker.uid_connect, worker.uid_disconnect
 
     def pair() -> None:
         connect(key, WS)
@@ -79,32 +77,23 @@ def test_registry_join_leave(benchmark: Any, views: Any) -> None:
     benchmark.group = "registry connect+disconnect (2 ops)"
     benchmark.extra_info["ops"] = 2
     benchmark(pair)
+
+
+def test_registry_join_leave(benchmark: Any, views: Any) -> None:
+    """The common case: the uid is held elsewhere already; connect and disconnect are lock-free."""
+    _sup, w0, w1 = views
+    w0.uid_connect(b'"user-1"', WS)
+    _bench_connect_disconnect(benchmark, w1, b'"user-1"')
 
 
 def test_registry_insert_tombstone(benchmark: Any, views: Any) -> None:
     """A uid new to the broker: insert under the insert lock, then tombstone on the way out."""
     _sup, w0, _w1 = views
-    connect, disconnect, key = w0.uid_connect, w0.uid_disconnect, b'"user-2"'
-
-    def pair() -> None:
-        connect(key, WS)
-        disconnect(key, WS)
-
-    benchmark.group = "registry connect+disconnect (2 ops)"
-    benchmark.extra_info["ops"] = 2
-    benchmark(pair)
+    _bench_connect_disconnect(benchmark, w0, b'"user-2"')
 
 
 def test_registry_local_count(benchmark: Any, views: Any) -> None:
     """A second connection of a uid this worker holds: one column store each way."""
     _sup, w0, _w1 = views
     w0.uid_connect(b'"user-3"', WS)
-    connect, disconnect, key = w0.uid_connect, w0.uid_disconnect, b'"user-3"'
-
-    def pair() -> None:
-        connect(key, WS)
-        disconnect(key, WS)
-
-    benchmark.group = "registry connect+disconnect (2 ops)"
-    benchmark.extra_info["ops"] = 2
-    benchmark(pair)
+    _bench_connect_disconnect(benchmark, w0, b'"user-3"')
