@@ -6,6 +6,9 @@ node's other workers through ``local`` when they hold the uid, and to other node
 each packed once by the core. ``uidport-open``/``close`` are decided by Redis while it is reachable (an atomic
 script per change, so once for the whole cluster; the answer comes back a moment later and the event fires
 then, on the worker that made the change), and by the node's own view while it is not.
+``[:chsk/close]`` reaches every node: this node's workers through ``local``, the others through a close
+message on the uid's Redis slot channel, which each worker holding the uid receives (it subscribes to the slots
+of its own uids) and answers by closing its own connections. Like a batch, it is lost while Redis is down.
 
 Ajax clients without sticky sessions are a node matter: the client registry, poll claims and handoffs go to
 ``local`` only, so across machines a load balancer must keep an Ajax client on one node (any worker of it).
@@ -83,7 +86,10 @@ class CompositeBackplane:
     # ------------------------------------------------------------------ Ajax clients: this node's affair
 
     def publish_close(self, uid: Any) -> None:
-        self.local.publish_close(uid)  # this node's workers; other nodes' connections stay open (not yet routed)
+        """``[:chsk/close]``: this node's other workers through ``local``; other nodes through Redis (a close
+        message on the uid's slot channel, which every worker holding the uid subscribes to: each closes its own)."""
+        self.local.publish_close(uid)
+        self.link.publish_close(uid)
 
     def bind(self, core: CorePeer) -> None:
         self._core = core
@@ -111,7 +117,7 @@ class CompositeBackplane:
         start = getattr(self.local, "start", None)
         if start is not None:
             start(on_batch, self._local_uid_left)
-        self.link.start(on_batch, self._uid_opened, on_uid_left)
+        self.link.start(on_batch, self._uid_opened, on_uid_left, self._close_here)
 
     def stop(self) -> None:
         stop = getattr(self.local, "stop", None)
@@ -128,6 +134,12 @@ class CompositeBackplane:
         registration (or the TTL sweep) reports whether the uid left the whole cluster."""
         if not self.link.active and self._on_uid_left is not None:
             self._on_uid_left(uid)
+
+    def _close_here(self, uid: Any) -> None:
+        """Another node's ``[:chsk/close]``: this worker's connections of ``uid`` (not forwarded: every worker of
+        this node holding the uid received the message itself)."""
+        if self._core is not None:
+            self._core.close_uid_here(uid)
 
     def _uid_opened(self, uid: Any) -> None:
         core = self._core

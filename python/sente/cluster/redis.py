@@ -22,10 +22,16 @@ Channels (``<prefix>`` is ``sente`` unless told):
 * ``<prefix>:presence``: presence changes, published by the Lua scripts below.
 
 A message is a small header and the batch exactly as the sender packed it (nothing is re-encoded):
-``b"S\\x01"``, flags (bit 0 ws, bit 1 ajax, bit 2 binary batch, bit 3 broadcast), the length of the node id,
-the sender's sequence number (8 bytes), the length of the uid's EDN (4 bytes), the node id, the uid's EDN,
-the batch. Messages from the receiver's own node are ignored (its workers already got them through shared
+``b"S\\x01"``, flags (bit 0 ws, bit 1 ajax, bit 2 binary batch, bit 3 broadcast, bit 4 close), the length of
+the node id, the sender's sequence number (8 bytes), the length of the uid's EDN (4 bytes), the node id, the
+uid's EDN, the batch. Messages from the receiver's own node are ignored (its workers already got them through shared
 memory); :class:`sente.Publisher` sends with an empty node id, so every node delivers those.
+
+A *close* message (flag bit 4, no transport bits, empty batch) is Sente's ``[:chsk/close]`` for the uid, sent on
+the uid's slot channel: every worker of another node that holds a connection of the uid holds its slot, so is
+subscribed, and closes its own connections (``CorePeer.close_uid_here``); workers subscribed to the slot for
+other uids find nothing to close. It is not forwarded through shared memory (each holder got it already). A node
+that predates the flag sees no transport bit and ignores it.
 
 Presence (keys share the hash tag ``{<prefix>}``): ``{p}:u:<uid EDN>`` is a hash member → transport mask
 (1 ws, 2 ajax) of the *members* (one per worker: ``<node id>|<worker index>``) holding the uid;
@@ -84,7 +90,7 @@ log = logging.getLogger("sente.cluster.redis")
 
 MASKS: dict[str, int] = {"ws": 1, "ajax": 2, "any": 3}
 TRANSPORT_BITS: tuple[tuple[Transport, int], ...] = (("ws", 1), ("ajax", 2))
-BINARY, BROADCAST = 4, 8
+BINARY, BROADCAST, CLOSE = 4, 8, 16
 MAGIC = b"S\x01"
 HEADER = struct.Struct(">2sBBQI")  # magic, flags, node id length, sender seq, uid EDN length
 SLOTS = 256
@@ -118,7 +124,8 @@ def uid_key(uid: Any) -> bytes:
 
 
 def encode_message(node: bytes, seq: int, transports: int, uid: bytes | None, data: str | bytes) -> bytes:
-    """One message: header, node id, uid EDN, the packed batch (see the module docstring)."""
+    """One message: header, node id, uid EDN, the packed batch (see the module docstring); ``transports`` is
+    a :data:`MASKS` value, or :data:`CLOSE` for a ``[:chsk/close]``."""
     flags = transports | (BINARY if isinstance(data, bytes) else 0) | (BROADCAST if uid is None else 0)
     key = b"" if uid is None else uid
     payload = data if isinstance(data, bytes) else data.encode()
@@ -126,7 +133,8 @@ def encode_message(node: bytes, seq: int, transports: int, uid: bytes | None, da
 
 
 def decode_message(message: bytes) -> tuple[bytes, int, int, bytes | None, str | bytes]:
-    """``(node, seq, transports, uid EDN or None, batch)``; ValueError if it is not one of ours."""
+    """``(node, seq, transports, uid EDN or None, batch)`` (transports with :data:`CLOSE` for a close); ValueError
+    if it is not one of ours."""
     magic, flags, node_len, seq, key_len = HEADER.unpack_from(message)
     if magic != MAGIC:
         raise ValueError("not a sente message")
@@ -134,7 +142,7 @@ def decode_message(message: bytes) -> tuple[bytes, int, int, bytes | None, str |
     node, key = message[i:i + node_len], message[i + node_len:i + node_len + key_len]
     raw = message[i + node_len + key_len:]
     data: str | bytes = raw if flags & BINARY else raw.decode()
-    return node, seq, flags & 3, None if flags & BROADCAST else key, data
+    return node, seq, flags & (3 | CLOSE), None if flags & BROADCAST else key, data
 
 
 def default_node_id(hint: str | None = None) -> str:
@@ -336,6 +344,7 @@ class RedisLink:
         self._on_batch: OnBatch | None = None
         self._on_open: OnUid | None = None
         self._on_close: OnUid | None = None
+        self._on_close_uid: OnUid | None = None
         self._closing = False
 
     # ------------------------------------------------------------------ the view (synchronous)
@@ -405,7 +414,17 @@ class RedisLink:
             self.stats.dropped_down += 1
             return
         key = None if uid is None else uid_key(uid)
-        message = encode_message(self._node_b, next(self._seq), MASKS[transport], key, data)
+        self._enqueue(key, encode_message(self._node_b, next(self._seq), MASKS[transport], key, data))
+
+    def publish_close(self, uid: Any) -> None:
+        """Queue Sente's ``[:chsk/close]`` for ``uid`` to the other nodes (dropped and counted while down)."""
+        if not self.active:
+            self.stats.dropped_down += 1
+            return
+        key = uid_key(uid)
+        self._enqueue(key, encode_message(self._node_b, next(self._seq), CLOSE, key, b""))
+
+    def _enqueue(self, key: bytes | None, message: bytes) -> None:
         self._queue.append((channel_for(self.prefix, key, self.slots), message))
         self._queue_bytes += len(message)
         while len(self._queue) > self.max_queue or self._queue_bytes > self.max_queue_bytes:
@@ -423,10 +442,12 @@ class RedisLink:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, on_batch: OnBatch, on_open: OnUid, on_close: OnUid) -> None:
+    def start(self, on_batch: OnBatch, on_open: OnUid, on_close: OnUid, on_close_uid: OnUid | None = None) -> None:
         """Run the link on the running loop: batches from other nodes go to ``on_batch``; the uidport events
-        Redis decided for this worker go to ``on_open``/``on_close``."""
+        Redis decided for this worker go to ``on_open``/``on_close``; another node's ``[:chsk/close]`` for a uid
+        goes to ``on_close_uid``."""
         self._on_batch, self._on_open, self._on_close = on_batch, on_open, on_close
+        self._on_close_uid = on_close_uid
         self._wake = asyncio.Event()
         self._subs_synced = asyncio.Event()
         self._closing = False
@@ -657,6 +678,10 @@ class RedisLink:
                 return
             self.stats.received += 1
             uid = None if key is None else edn.loads(key.decode())
+            if transports & CLOSE:
+                if key is not None and self._on_close_uid is not None:
+                    self._on_close_uid(uid)
+                return
             for transport, bit in TRANSPORT_BITS:
                 if transports & bit:
                     self._on_batch(transport, uid, data)

@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import redis
 
 from sente import edn, metrics
 from sente.cluster.composite import CompositeBackplane
-from sente.cluster.redis import RedisLink, decode_message, encode_message
+from sente.cluster.redis import CLOSE, RedisLink, decode_message, encode_message
 from sente.edn import Keyword
 from sente.protocol.backplane import LocalBackplane, Transport
 from sente.publisher import Publisher
@@ -125,7 +126,7 @@ class FakeCore:
         self.events.append(("close", uid))
 
     def close_uid_here(self, uid: Any) -> None:
-        pass
+        self.events.append(("closed here", uid))
 
     def ajax_claimed_elsewhere(self, uid: Any, client_id: str, owner: Any, now: float) -> None:
         pass
@@ -176,6 +177,23 @@ def test_message_header_round_trips() -> None:
     for uid, data in ((b'"alice"', '[[[:a/b 1]] nil]'), (None, b"\x00bin"), (b"[1 2]", "")):
         node, seq, transports, key, back = decode_message(encode_message(b"n1", 7, 2, uid, data))
         assert (node, seq, transports, key, back) == (b"n1", 7, 2, uid, data)
+    assert decode_message(encode_message(b"n1", 8, CLOSE, b'"bob"', b""))[2:] == (CLOSE, b'"bob"', b"")
+
+
+def test_chsk_close_reaches_the_other_nodes_holding_the_uid(redis_server: RedisServer) -> None:
+    async def go() -> None:
+        async with nodes(redis_server.url, "a", "b", "c") as (a, b, c):
+            a.join("alice")
+            c.join("carl")
+            await wait_until(lambda: b.bp.connected("alice") and b.bp.connected("carl"), what="presence")
+            b.bp.publish_close("alice")
+            await wait_until(lambda: ("closed here", "alice") in a.events, what="a closes alice")
+            await asyncio.sleep(0.1)
+            assert ("closed here", "alice") not in b.events  # the sender's own node: through local only
+            assert not any(e[0] == "closed here" for e in c.events)  # not subscribed to alice's slot
+            assert not a.batches and not c.batches
+
+    asyncio.run(go())
 
 
 def test_presence_is_cluster_wide_and_uidport_fires_once(redis_server: RedisServer) -> None:
@@ -416,6 +434,56 @@ def test_nodes_push_broadcast_and_share_presence(two_nodes: TwoNodes) -> None:
             assert lines.count(f"open {uid}") == 1 and lines.count(f"close {uid}") == 1, lines
 
     asyncio.run(go())
+
+
+def test_chsk_close_on_one_node_closes_the_uids_connections_on_every_node(two_nodes: TwoNodes) -> None:
+    async def go() -> None:
+        a, b = two_nodes.a.port, two_nodes.b.port
+        dora: list[Conn] = []
+        held: set[int] = set()
+        for n in range(16):  # until both workers of node A hold one of dora's connections (one tab each)
+            dora.append(await ws_tab(a, "dora", f"tab{n}"))
+            held.add(await dora[-1].call([Keyword("test/worker"), None]))
+            if held == {0, 1}:
+                break
+        eve = await ws_client(a, "eve")
+        try:
+            assert held == {0, 1}, held
+            await wait_uids(b, lambda u: {"dora", "eve"} <= u)
+            await http(b, "/close?to=dora")  # sent on node B, which holds none of dora's connections
+            for conn in dora:
+                assert await closed(conn), "a connection of dora stayed open"
+            await http(b, "/push?to=eve&x=5")  # the other uid's connection is untouched
+            assert await next_push(eve) == [[Keyword("test/server-push"), 5]]
+            await wait_uids(b, lambda u: "dora" not in u)
+        finally:
+            for conn in [*dora, eve]:
+                conn.close()
+
+    asyncio.run(go())
+
+
+async def ws_tab(port: int, uid: str, client_id: str) -> Conn:
+    """A WebSocket of ``uid`` with its own client id (one browser tab; ``ws_client`` reuses one per uid)."""
+    conn = await Conn.open(port)
+    handshake = await conn.upgrade(f"/chsk?{urlencode({'client-id': client_id, 'uid': uid})}", {})
+    assert EDN.unpack_envelope(handshake.decode()).payload[0] == Keyword("chsk/handshake")
+    return conn
+
+
+async def closed(conn: Conn, timeout: float = IO_TIMEOUT) -> bool:
+    """Whether the server closes the WebSocket (a close frame or the end of the stream) within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    for _ in range(100):
+        try:
+            opcode, _ = await conn.frame(max(0.01, deadline - time.monotonic()))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return True
+        except TimeoutError:
+            return False
+        if opcode == 0x8:
+            return True
+    return False
 
 
 def test_redis_restart_during_broadcasts(two_nodes: TwoNodes) -> None:
