@@ -376,9 +376,24 @@ def test_values_round_trip_through_json_verbose(value: Any) -> None:
     assert same(loads(dumps(value, verbose=True)), value)
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, Char):
+        return "\ud800" <= value.char <= "\udfff"
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, frozenset)):
+        return any(_has_lone_surrogate(x) for x in value)
+    return isinstance(value, TaggedValue) and _has_lone_surrogate(value.value)
+
+
 @FAST
 @given(values)
 def test_values_round_trip_through_msgpack(value: Any) -> None:
+    if _has_lone_surrogate(value):
+        # msgpack strings are UTF-8, which has no form for a lone surrogate: a clear ValueError, not bad bytes
+        with pytest.raises(ValueError, match="surrogate"):
+            dumps_msgpack(value)
+        return
     assert same(loads_msgpack(dumps_msgpack(value)), value)
 
 
