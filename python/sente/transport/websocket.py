@@ -102,6 +102,9 @@ DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 """Largest message accepted (after reassembly); larger closes 1009. http-kit's ``:max-ws`` default."""
 
 _LOG = logging.getLogger("sente.transport.websocket")
+# What picows logs through: not a ``logging.Logger``, so picows does not build a child Logger per connection
+# (``WSProtocol.connection_made`` does when given one: ~0.9 KB per idle connection); records go to _LOG.
+_PICOWS_LOG = logging.LoggerAdapter(_LOG, {})
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -456,7 +459,7 @@ class _PicowsInUvicorn(_PicowsServerProtocol):
             None,  # ws_path (client side only)
             False,  # is_client_side
             self._take_listener,
-            _LOG,
+            _PICOWS_LOG,
             True,  # disconnect_on_exception: a raising handler closes its socket with 1011
             None,  # no handshake timeout: uvicorn has already read the request
             False,  # no auto-ping: Sente has its own keep-alive (protocol.md §2.4)
