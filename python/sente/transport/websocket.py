@@ -445,6 +445,8 @@ class _Options:
 class _PicowsInUvicorn(_PicowsServerProtocol):
     """picows's server protocol with uvicorn's ws-protocol constructor and upgrade hand-over."""
 
+    __slots__ = ("_conn", "_connections", "_pending", "_raw", "_upgraded")  # no per-connection __dict__
+
     _options: ClassVar[_Options]
 
     def __init__(
@@ -560,4 +562,4 @@ def make_ws_protocol_class(
     if max_message_size < 1:
         raise ValueError("max_message_size must be positive")
     options = _Options(handler_factory, max_message_size, close_timeout, read_buffer_size)
-    return type("SenteWsProtocol", (_PicowsInUvicorn,), {"_options": options})
+    return type("SenteWsProtocol", (_PicowsInUvicorn,), {"_options": options, "__slots__": ()})
