@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)  # one per open connection (kept by the core for its event messages): no __dict__
 class Request:
     """One HTTP request (a WebSocket upgrade, an Ajax GET or POST), as the transports hand it over.
 
