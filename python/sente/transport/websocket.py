@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import sys
 from base64 import b64decode
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -353,6 +354,9 @@ class WsConnection(WSListener):
 # Handshake helpers
 
 
+_intern = sys.intern
+
+
 def _parse_upgrade(data: bytes, client: tuple[str, int] | None) -> UpgradeRequest:
     """Parse the request uvicorn re-serialised: ``METHOD target HTTP/1.1`` + ``name: value`` lines."""
     head, _, _ = data.partition(b"\r\n\r\n")
@@ -362,7 +366,8 @@ def _parse_upgrade(data: bytes, client: tuple[str, int] | None) -> UpgradeReques
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
         name, _, value = line.partition(b":")
-        headers.append((name.strip().lower().decode("latin-1"), value.strip().decode("latin-1")))
+        # Interned: every connection keeps its headers (event messages carry them) and the names repeat.
+        headers.append((_intern(name.strip().lower().decode("latin-1")), value.strip().decode("latin-1")))
     raw_path, _, raw_query = target.partition(b"?")
     query_string = raw_query.decode("latin-1")
     cookies: dict[str, str] = {}
@@ -377,7 +382,7 @@ def _parse_upgrade(data: bytes, client: tuple[str, int] | None) -> UpgradeReques
                         v = v[1:-1]
                     cookies[k] = v
     return UpgradeRequest(
-        method=method.decode("latin-1"),
+        method=_intern(method.decode("latin-1")),
         path=unquote(raw_path.decode("latin-1")),
         query_string=query_string,
         query=parse_qsl(query_string, keep_blank_values=True),
