@@ -28,6 +28,7 @@ from csente.types import Keyword
 from . import metrics
 from .handlers import Handlers
 from .keys import StrKeysPacker
+from .loop_timer import LoopTimer
 from .packers import Packer, get_packer
 from .protocol.backplane import Backplane, Transport
 from .protocol.config import Response, ServerConfig
@@ -126,9 +127,8 @@ class ChannelSocketServer:
         self._ws: dict[Any, WsConnection | AsgiWebSocket] = {}
         self._http: dict[object, asyncio.Future[Response]] = {}
         self._router: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = LoopTimer(asyncio.get_running_loop, self._on_timer)
         self._asgi_sockets = 0  # WebSockets over ASGI: while there are any, the C fan-out loop is not used
-        self._timer_at: float | None = None
         self._pump_scheduled = False
         self._uid_listeners: list[Callable[[ConnectedUids], None]] = []
         self._last_uids = ConnectedUids(frozenset(), frozenset(), frozenset())
@@ -245,18 +245,9 @@ class ChannelSocketServer:
                 listener(uids)
 
     def _arm_timer(self) -> None:
-        deadline = self.core.next_deadline()
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            self._timer = asyncio.get_running_loop().call_at(deadline / 1000.0, self._on_timer)
+        self._timer.arm(self.core.next_deadline())
 
     def _on_timer(self) -> None:
-        self._timer = self._timer_at = None
         self.core.tick(self._now())
         self._pump()
 

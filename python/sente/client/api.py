@@ -30,6 +30,7 @@ from csente.types import Keyword
 
 from ..handlers import Handlers
 from ..keys import StrKeysPacker
+from ..loop_timer import LoopTimer
 from ..packers import Packer, get_packer
 from ..protocol.client import (
     CLOSED,
@@ -222,8 +223,7 @@ class Client:
         self._trace_info = trace is True
         self._t0 = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = LoopTimer(self._running_loop, self._on_timer)
         self._pump_scheduled = False
         self._futures: dict[str, asyncio.Future[tuple[Any, Any]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -319,9 +319,7 @@ class Client:
             if not self.core.stopped:
                 self.core.disconnect(self._now())
             self._pump()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
@@ -438,18 +436,9 @@ class Client:
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        deadline = None if self._closed else self.core.next_deadline()
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self._running_loop().call_at(deadline / 1000.0, self._on_timer)
+        self._timer.arm(None if self._closed else self.core.next_deadline())
 
     def _on_timer(self) -> None:
-        self._timer = self._timer_at = None
         self.core.tick(self._now())
         self._pump()
 
