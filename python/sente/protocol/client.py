@@ -34,7 +34,7 @@ from csente.types import DecodeError, Keyword
 
 from ..packers import Packer
 from .events import BAD_EVENT, HANDSHAKE, TIMEOUT, WS_PING, WS_PONG, as_event, make_event
-from .timers import Timers
+from .timers import SansIOCore
 
 log = logging.getLogger("sente.client")
 
@@ -176,8 +176,9 @@ Action = Connect | Poll | Post | SendFrame | Disconnect | Reply | Receive
 # ---------------------------------------------------------------------------------------- the core
 
 
-class ClientCore:
-    """All protocol state of one Sente client, driven by plain method calls."""
+class ClientCore(SansIOCore[Action]):
+    """All protocol state of one Sente client, driven by plain method calls (timers: request timeouts,
+    keep-alive checks, reconnects)."""
 
     def __init__(
         self,
@@ -196,30 +197,13 @@ class ClientCore:
         self.attempt = 0  # Sente's retry counter: failed attempts since the last handshake/explicit connect
         self.conn = 0
         self.stopped = True
-        self._actions: list[Action] = []
-        self._timers = Timers()
+        super().__init__()
         self._cbs: dict[str, Transport] = {}  # waiting requests -> the transport they went out on
         self._pings: set[str] = set()
         self._ajax_keys = itertools.count(1)
         self._comms = 0  # bumped by every frame sent or received (Sente's udt-last-comms)
         self._handshakes = 0  # handshakes of the current transport object (first-handshake?)
         self._ws_handshaked = False  # :auto: has the WebSocket ever completed a handshake?
-
-    # ------------------------------------------------------------------ output and time
-
-    def take_actions(self) -> list[Action]:
-        actions, self._actions = self._actions, []
-        return actions
-
-    def next_deadline(self) -> float | None:
-        return self._timers.next_deadline()
-
-    def tick(self, now: float) -> None:
-        """Run every timer due at ``now``: request timeouts, keep-alive checks, reconnects."""
-        self._timers.run_due(self, now)
-
-    def _emit(self, action: Action) -> None:
-        self._actions.append(action)
 
     # ------------------------------------------------------------------ state
 

@@ -55,7 +55,7 @@ from .events import (
 )
 from .requests import Request
 from .security import NO_CLIENT_ID, rejection
-from .timers import Timers
+from .timers import SansIOCore
 
 log = logging.getLogger("sente.server")
 
@@ -165,8 +165,9 @@ def _ajax(body: str | bytes, status: int = 200) -> Response:
     return Response(status, body, AJAX_CONTENT_TYPE)
 
 
-class ServerCore:
-    """All protocol state of one server process, driven by plain method calls."""
+class ServerCore(SansIOCore[Action]):
+    """All protocol state of one server process, driven by plain method calls (timers: flushes, keep-alive,
+    grace periods, timeouts)."""
 
     def __init__(self, packer: Packer, config: ServerConfig | None = None, backplane: Backplane | None = None) -> None:
         self.packer = packer
@@ -174,34 +175,17 @@ class ServerCore:
         self.backplane: Backplane = backplane if backplane is not None else LocalBackplane()
         self.on_output: Callable[[], None] | None = None
         """Called when actions are queued outside a core call (a reply from the application)."""
-        self._actions: list[Action] = []
+        super().__init__()
         self._clients: dict[tuple[Transport, Any, str], _Client] = {}
         self._uid_clients: dict[Transport, dict[Any, dict[str, _Client]]] = {"ws": {}, "ajax": {}}
         self._handles: dict[Handle, tuple[_Client, int]] = {}
         self._posts: dict[Handle, _Post] = {}
         self._buffers: dict[Transport, _Buffer] = {"ws": _Buffer(), "ajax": _Buffer()}
-        self._timers = Timers()
         self._seq = itertools.count()  # message order in the send buffers
         self.stats = counters()
         self.backplane.bind(self)
 
     # ------------------------------------------------------------------ output and time
-
-    def take_actions(self) -> list[Action]:
-        """The actions queued since the last call, in order."""
-        actions, self._actions = self._actions, []
-        return actions
-
-    def next_deadline(self) -> float | None:
-        """When ``tick`` must next be called (None: nothing scheduled)."""
-        return self._timers.next_deadline()
-
-    def tick(self, now: float) -> None:
-        """Run every timer due at ``now``: flushes, keep-alive, grace periods, timeouts."""
-        self._timers.run_due(self, now)
-
-    def _emit(self, action: Action) -> None:
-        self._actions.append(action)
 
     def _emit_later(self, action: Action) -> None:
         self._actions.append(action)

@@ -1,4 +1,4 @@
-"""The timer heap shared by the sans-I/O cores (``protocol.client`` and ``protocol.server``).
+"""What the sans-I/O cores (``protocol.client`` and ``protocol.server``) share: their timer heap and action queue.
 
 A timer is ``(when, kind, target, conn)``; when due it calls ``owner._on_<kind>(target, conn, now)``.
 Timers are never cancelled: they are invalidated lazily, the handler comparing ``conn`` (a connection
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+A = TypeVar("A")
 
 
 class Timers:
@@ -31,3 +33,27 @@ class Timers:
         while heap and heap[0][0] <= now:
             _, _, kind, target, conn = heapq.heappop(heap)
             getattr(owner, f"_on_{kind}")(target, conn, now)
+
+
+class SansIOCore(Generic[A]):
+    """The driver-facing half of a core: ``take_actions``, ``next_deadline`` and ``tick`` (the core's timers)."""
+
+    def __init__(self) -> None:
+        self._actions: list[A] = []
+        self._timers = Timers()
+
+    def take_actions(self) -> list[A]:
+        """The actions queued since the last call, in order."""
+        actions, self._actions = self._actions, []
+        return actions
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` must next be called (None: nothing scheduled)."""
+        return self._timers.next_deadline()
+
+    def tick(self, now: float) -> None:
+        """Run every timer due at ``now``."""
+        self._timers.run_due(self, now)
+
+    def _emit(self, action: A) -> None:
+        self._actions.append(action)
