@@ -212,15 +212,9 @@ if was then return 1 end
 return 0
 """
 
-# KEYS: members zset, seq. ARGV: prefix, presence channel, max members. Removes expired members (their presence
-# included); returns the uids that left the cluster with them. Atomic: one sweeper gets each dead member.
-SWEEP_LUA = """
-local p = ARGV[1]
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-local closed = {}
-for _, m in ipairs(dead) do
+# Drops one member and its presence (shared by the sweep and a clean stop); appends the uids that left.
+_DROP_MEMBER_LUA = """
+local function drop_member(p, m, channel, closed)
   local mkey = '{' .. p .. '}:m:' .. m
   for _, u in ipairs(redis.call('HKEYS', mkey)) do
     local ukey = '{' .. p .. '}:u:' .. u
@@ -230,7 +224,18 @@ for _, m in ipairs(dead) do
   redis.call('DEL', mkey)
   redis.call('ZREM', KEYS[1], m)
   local seq = redis.call('INCR', KEYS[2])
-  redis.call('PUBLISH', ARGV[2], seq .. ' ' .. m .. ' - ')
+  redis.call('PUBLISH', channel, seq .. ' ' .. m .. ' - ')
+end
+"""
+
+# KEYS: members zset, seq. ARGV: prefix, presence channel, max members. Removes expired members (their presence
+# included); returns the uids that left the cluster with them. Atomic: one sweeper gets each dead member.
+SWEEP_LUA = _DROP_MEMBER_LUA + """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local closed = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))) do
+  drop_member(ARGV[1], m, ARGV[2], closed)
 end
 return closed
 """
@@ -246,19 +251,9 @@ return out
 """
 
 # KEYS: members zset, seq. ARGV: prefix, member, presence channel. A member leaving on purpose (a clean stop).
-REMOVE_LUA = """
-local p, m = ARGV[1], ARGV[2]
-local mkey = '{' .. p .. '}:m:' .. m
+REMOVE_LUA = _DROP_MEMBER_LUA + """
 local closed = {}
-for _, u in ipairs(redis.call('HKEYS', mkey)) do
-  local ukey = '{' .. p .. '}:u:' .. u
-  redis.call('HDEL', ukey, m)
-  if redis.call('HLEN', ukey) == 0 then table.insert(closed, u) end
-end
-redis.call('DEL', mkey)
-redis.call('ZREM', KEYS[1], m)
-local seq = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[3], seq .. ' ' .. m .. ' - ')
+drop_member(ARGV[1], ARGV[2], ARGV[3], closed)
 return closed
 """
 
