@@ -1,4 +1,4 @@
-"""Builds the Cython extensions in csente/; all metadata lives in pyproject.toml."""
+"""Builds the Cython extensions in python/csente/; all metadata lives in pyproject.toml."""
 
 import os
 
@@ -22,9 +22,12 @@ extra_compile_args = ["-O3"] if os.name != "nt" else []
 only = [m for m in os.environ.get("CSENTE_ONLY", "").split(",") if m]
 
 extensions = [
-    Extension(f"csente.{name}", [f"csente/{name}.pyx"], extra_compile_args=extra_compile_args)
+    Extension(f"csente.{name}", [f"python/csente/{name}.pyx"], extra_compile_args=extra_compile_args)
     for name in MODULES
-    if (not only or name in only) and os.path.exists(f"csente/{name}.pyx")
+    if (not only or name in only) and os.path.exists(f"python/csente/{name}.pyx")
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, annotate=False))
+setup(
+    ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, annotate=False, nthreads=os.cpu_count() or 1),
+    options={"build_ext": {"parallel": os.cpu_count() or 1}},
+)

@@ -565,7 +565,7 @@ class RedisLink:
                 with contextlib.suppress(BaseException):
                     await task
             with contextlib.suppress(BaseException):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
             with contextlib.suppress(BaseException):
                 await client.aclose()
 
