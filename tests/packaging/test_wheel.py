@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import stop
 from tests.packaging.pythons import SUPPORTED, interpreter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,14 +92,6 @@ def start(argv: list[str | Path], cwd: Path) -> subprocess.Popen[str]:
         assert time.monotonic() < deadline, "no startup line within 30 s"
     raise AssertionError(f"{argv} exited with {proc.wait()} before serving")
 
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def test_every_module_imports_from_the_wheel(venv: Path, tmp_path: Path) -> None:
