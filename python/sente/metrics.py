@@ -93,6 +93,7 @@ class Counters:
         "events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received", "decode_errors",
         "slow_consumer_closes", "dropped_events", *(f"rejected_{r}" for r in REASONS),
         "backplane_published", "backplane_received", "backplane_dropped_outage", "backplane_dropped_queue_full",
+        "send_errors", "handler_errors",
     )
     __slots__ = (*COUNTERS, "flush_latency", "reply_latency", "batch_events")
 
@@ -120,6 +121,8 @@ class Counters:
     backplane_received: int
     backplane_dropped_outage: int
     backplane_dropped_queue_full: int
+    send_errors: int
+    handler_errors: int
 
     def histograms(self) -> tuple[Histogram, ...]:
         return self.flush_latency, self.reply_latency, self.batch_events
@@ -387,6 +390,9 @@ HELP = {
     "decode_errors": "Unreadable messages from clients (dropped frames, Ajax POSTs answered 500).",
     "slow_consumer_closes": "WebSockets closed for holding more than max_outbound_bytes unsent.",
     "dropped_events": "Event messages dropped because the receive buffer was full.",
+    "send_errors": "Batches or actions skipped because packing, writing or reading them raised (a custom packer, "
+                   "an unencodable value, an unreadable inbox record); everyone else's messages still went out.",
+    "handler_errors": "Event messages whose application handler raised (logged as one rate-limited warning).",
     "ring_drops": "Batches for another worker dropped because its inbox was full (by destination worker).",
     "worker_restarts": "Worker processes restarted by the supervisor (by worker index).",
     "worker_cpu_seconds": "CPU time (user + system) of the worker process running now (resets on restart).",
@@ -467,7 +473,7 @@ class SenteCollector(Collector):
         hs.add_metric(["ajax", "rejected"], c["handshakes_ajax_rejected"])
         yield hs
         for key in ("events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received",
-                    "decode_errors", "slow_consumer_closes", "dropped_events"):
+                    "decode_errors", "slow_consumer_closes", "dropped_events", "send_errors", "handler_errors"):
             yield CounterMetricFamily(f"sente_{key}", HELP[key], value=c[key])
         rej = CounterMetricFamily("sente_rejections", HELP["rejections"], labels=["reason"])
         for reason in REASONS:

@@ -83,6 +83,14 @@ class CompositeBackplane:
         if self.link.remote(uid, transport):
             self.link.publish(transport, uid, data)
 
+    def publish_to(self, transport: Transport, uids: list[Any], data: str | bytes) -> None:
+        here = [uid for uid in uids if self.local.remote(uid, transport)]
+        if here:
+            self.local.publish_to(transport, here, data)
+        for uid in uids:
+            if self.link.remote(uid, transport):
+                self.link.publish(transport, uid, data)
+
     # ------------------------------------------------------------------ Ajax clients: this node's affair
 
     def publish_close(self, uid: Any) -> None:

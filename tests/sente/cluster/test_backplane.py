@@ -232,12 +232,13 @@ def test_ajax_text_batches_and_uid_left_records_do_not_share_a_kind(segment: str
         a, b = bps
         got: list[Any] = []
         b._on_batch = lambda t, uid, data: got.append((t, uid, data))
+        b.client_join("bob", "c1")  # an Ajax registration of bob on worker 1: the batch goes there
         a.publish("ajax", "bob", "[[[:t/p 1]] nil]")
         left: list[Any] = []
         a.state.publish(1, shm.KIND_CONTROL, client_key("bob", "c1", a.state.max_key), b"uidport-close")
         a.state.publish(1, shm.KIND_CONTROL, b'"carol"', b"uidport-close")
         deliver(b, left)
-        assert got == [("ajax", "bob", "[[[:t/p 1]] nil]")]
+        assert got == [("ajax", ("bob",), "[[[:t/p 1]] nil]")]
         assert left == ["carol"]  # a reclaimed client key is not a uid
     finally:
         for s in states:
