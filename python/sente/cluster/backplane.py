@@ -1,11 +1,19 @@
 """The shared-memory backplane: how one worker's server core reaches the broker's other workers.
 
-Presence lives in the shared uid registry of :mod:`csente.shm` (keys are the uids printed as EDN, so any
-uid Sente allows works, up to the registry's key length); every local client registration is one
+Presence lives in the shared uid registry of :mod:`csente.shm` (keys are the uids printed as EDN); every
+local client registration is one
 ``uid_connect``/``uid_disconnect``, and the registry says when a uid enters or leaves the whole broker,
 so uidport events fire once. A flushed batch is published once into every other worker's inbox
 (``publish_all`` copies bytes, nothing is re-encoded); each worker drains its inbox when its wake-up
 FIFO turns readable and writes the batches to its own clients of that uid.
+
+Any uid works: one whose EDN is longer than the registry's ``max_key`` (112 bytes) is keyed by ``b"\x03#"`` + a
+BLAKE2b digest of it (:func:`registry_key`), and its full EDN is kept out of line while a worker holds it: a
+file ``<segment>.uid-<digest hex>.<worker index>`` next to the segment, written before the registry shows the
+uid and removed when the worker's last connection of it goes (each worker only touches its own files; the
+supervisor removes a dead worker's after reading them, and all of them when it exits). Listing uids reads a
+digest's text from any holder's file (cached); batch and close records carry uids in their payload, which has
+no such limit.
 
 Ajax clients without sticky sessions (see :mod:`sente.protocol.backplane`): every Ajax client registration is
 also counted in the uid registry under its *client key* (:func:`client_key`: ``b"\x01" + client-id + b"\x00" +
@@ -47,8 +55,10 @@ overload, or a worker that stopped reading) is a record dropped: counted in that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import os
 import struct
 import time
 from collections import deque
@@ -88,6 +98,11 @@ RETRY_S = 0.001
 MAX_OUTBOX_BYTES = 64 << 20
 """Default cap on the records one worker holds back for full inboxes, in bytes, before it drops (and counts)."""
 _U32 = struct.Struct(">I")
+LONG_CACHE = 4096
+UIDPORT_CLOSE = b"uidport-close"
+"""Payload of the supervisor's control record asking a worker to fire ``:chsk/uidport-close`` for the uid in its
+key (+ b" " + the uid's EDN when the key is a digest)."""
+_UNKNOWN = object()
 
 OnBatch = Callable[[Transport, Any, "str | bytes"], None]
 OnUidLeft = Callable[[Any], None]
@@ -107,6 +122,44 @@ def _fit(prefix: bytes, key: bytes, max_key: int) -> bytes:
 def registry_key(uid: Any, max_key: int) -> bytes:
     """The registry key of a uid: its EDN text (:func:`uid_key`), or a digest of it when longer than ``max_key``."""
     return _fit(LONG_PREFIX, uid_key(uid), max_key)
+
+
+def _long_path(segment: str, key: bytes, worker: int) -> str:
+    return f"{segment}.uid-{key[2:].hex()}.{worker}"
+
+
+def write_long_uid(segment: str, key: bytes, worker: int, text: bytes) -> None:
+    """Store a long uid's EDN out of line while ``worker`` holds it: a file next to the segment, named after the
+    digest and the worker (each worker writes and removes only its own, so no two race)."""
+    path = _long_path(segment, key, worker)
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def remove_long_uid(segment: str, key: bytes, worker: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_long_path(segment, key, worker))
+
+
+def read_long_uid(segment: str, key: bytes, workers: int) -> bytes | None:
+    """The EDN of the long uid with registry ``key``, from whichever worker holds it; None if none has it now."""
+    for worker in range(workers):
+        with contextlib.suppress(FileNotFoundError), open(_long_path(segment, key, worker), "rb") as f:
+            return f.read()
+    return None
+
+
+def remove_long_uids(segment: str, worker: int | None = None) -> None:
+    """Remove the out-of-line uids of one worker (it died), or of every worker (the broker stops)."""
+    directory, name = os.path.split(segment)
+    prefix, suffix = f"{name}.uid-", "" if worker is None else f".{worker}"
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(directory):
+            if entry.startswith(prefix) and entry.endswith(suffix):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(directory, entry))
 
 
 def client_key(uid: Any, client_id: str, max_key: int) -> bytes:
@@ -163,6 +216,7 @@ class ShmBackplane:
         self._clients: dict[bytes, tuple[Any, str]] = {}  # client keys registered here
         self._registrations: dict[Any, int] = {}  # Ajax registrations here, by uid
         self.max_outbox_bytes = MAX_OUTBOX_BYTES
+        self._long: dict[bytes, Any] = {}  # digest keys of long uids -> the uid (a cache)
         self._outbox: dict[int, deque[tuple[int, bytes, bytes]]] = {}  # records waiting for room, by destination
         self._outbox_bytes = 0
         self._retry: asyncio.TimerHandle | None = None
@@ -173,9 +227,15 @@ class ShmBackplane:
         """The uid's registry key (see :func:`registry_key`)."""
         return registry_key(uid, self.state.max_key)
 
+    def _holds_here(self, uid: Any) -> bool:
+        return (("ws", uid) in self._local) or (("ajax", uid) in self._local)
+
     def join(self, uid: Any, transport: Transport) -> bool:
+        key = self._key(uid)
+        if key[:1] == LONG_PREFIX and not self._holds_here(uid):  # readable before the registry shows it
+            write_long_uid(self.state.path, key, self.index, uid_key(uid))
         self._local[(transport, uid)] = self._local.get((transport, uid), 0) + 1
-        return self.state.uid_connect(self._key(uid), _SHM_TRANSPORT[transport])
+        return self.state.uid_connect(key, _SHM_TRANSPORT[transport])
 
     def leave(self, uid: Any, transport: Transport) -> bool:
         n = self._local.get((transport, uid), 0) - 1
@@ -183,11 +243,31 @@ class ShmBackplane:
             self._local[(transport, uid)] = n
         else:
             self._local.pop((transport, uid), None)
-        return self.state.uid_disconnect(self._key(uid), _SHM_TRANSPORT[transport])
+        key = self._key(uid)
+        left = self.state.uid_disconnect(key, _SHM_TRANSPORT[transport])
+        if key[:1] == LONG_PREFIX and not self._holds_here(uid):
+            remove_long_uid(self.state.path, key, self.index)
+        return left
+
+    def _uid(self, key: bytes) -> Any:
+        """The uid of a registry key (:data:`_UNKNOWN` for a digest whose text no worker has out of line now)."""
+        if key[:1] != LONG_PREFIX:
+            return edn.loads(key)
+        uid = self._long.get(key, _UNKNOWN)
+        if uid is _UNKNOWN:
+            text = read_long_uid(self.state.path, key, self.state.workers)
+            if text is None:
+                return _UNKNOWN
+            uid = edn.loads(text)
+            if len(self._long) >= LONG_CACHE:
+                self._long.clear()
+            self._long[key] = uid
+        return uid
 
     def uids(self, view: View) -> frozenset[Any]:
         keys = self.state.connected_uids(_SHM_TRANSPORT[view])
-        return frozenset(edn.loads(key) for key in keys if key[0] not in _NOT_UIDS)
+        uids = (self._uid(key) for key in keys if key[0] not in _NOT_UIDS)
+        return frozenset(uid for uid in uids if uid is not _UNKNOWN)
 
     def connected(self, uid: Any) -> bool:
         return self.state.holds(self._key(uid))
@@ -440,7 +520,8 @@ class ShmBackplane:
                 if payload.startswith(CLAIM):
                     self._on_claim(key, payload)
                 elif key[:1] and key[0] not in _NOT_UIDS and self._on_uid_left is not None:
-                    self._on_uid_left(edn.loads(key))
+                    text = payload[len(UIDPORT_CLOSE) + 1:] if key[:1] == LONG_PREFIX else key
+                    self._on_uid_left(edn.loads(text))
                 return
             if kind == KIND_AJAX_HANDOFF:
                 self._on_handoff(key, payload)
