@@ -81,9 +81,9 @@ def test_uids_longer_than_a_registry_key_work_over_websocket_and_ajax(broker: Cl
                 for uid, (_, got) in zip(UIDS, ws, strict=True):
                     assert set(got) == want_ws, f"WebSocket client of a {len(uid.encode())}-byte uid got {got}"
                     assert len(got) == len(want_ws)
+                want = sorted([("server-push", n) for n in range(PUSHES)] + [("broadcast", 100), ("broadcast", 101)])
                 for a in ajax:
                     seen = sorted((e[0].name, e[1]) for e in a.events)
-                    want = sorted([("server-push", n) for n in range(PUSHES)] + [("broadcast", 100), ("broadcast", 101)])
                     assert seen == want, f"Ajax client of a {len(a.uid.encode())}-byte uid got {seen}"
             finally:
                 for p in pollers:
