@@ -534,6 +534,16 @@ class ChannelSocketServer:
 
     # ------------------------------------------------------------------ shutdown
 
+    async def settle(self, timeout: float = 1.0) -> None:
+        """The first half of a drain when other processes share the work (a broker): flush the send buffers to
+        them, then deliver what they flush to this process until each has done the same (at most ``timeout``
+        seconds). :meth:`drain` then closes; without a backplane that knows how, only the flush happens."""
+        self.core.flush(self._now())
+        self._pump()
+        settle = getattr(self.core.backplane, "settle", None)
+        if settle is not None:
+            await settle(timeout)
+
     def drain(self, close_code: int = 1012) -> None:
         """Prepare for a process exit (a worker draining on SIGTERM): flush the send buffers, answer every
         held Ajax long-poll and pending Ajax POST with ``[:chsk/timeout nil]`` (the client polls again,

@@ -38,6 +38,8 @@ Record kinds (a record carries an already-packed batch; nothing is re-encoded):
   dead worker was reclaimed (key = uid EDN; client keys among the reclaimed ones are ignored).
 * ``shm.KIND_CONTROL`` 3, payload ``b"ajax-claim <worker index>"`` (``CLAIM``): that worker attached a poll of
   the Ajax client (key = client key).
+* ``shm.KIND_CONTROL`` 3, payload ``b"drained <worker index>"`` (``DRAINED``), empty key: that worker is draining
+  (SIGTERM) and has published everything it had accepted; see :meth:`ShmBackplane.settle`.
 * ``KIND_AJAX_HANDOFF`` 6, to the claimant only: the batches one worker held for the client (key = client key);
   payload = one flags byte (bit 0: final, the answer to the claim; bit 1: binary batches) followed by each
   batch as a 4-byte big-endian length and its bytes. Handoffs larger than a record are split; only the last
@@ -78,6 +80,7 @@ KIND_AJAX_HANDOFF = 6
 KIND_CLOSE = 7
 CONTROL_UID_LEFT = shm.KIND_CONTROL
 CLAIM = b"ajax-claim"
+DRAINED = b"drained"
 CLIENT_PREFIX = b"\x01"
 REGISTRATIONS_PREFIX = b"\x02"
 LONG_PREFIX = b"\x03"
@@ -217,6 +220,7 @@ class ShmBackplane:
         self._registrations: dict[Any, int] = {}  # Ajax registrations here, by uid
         self.max_outbox_bytes = MAX_OUTBOX_BYTES
         self._long: dict[bytes, Any] = {}  # digest keys of long uids -> the uid (a cache)
+        self._drained: set[int] = set()  # workers that said they are draining (settle)
         self._outbox: dict[int, deque[tuple[int, bytes, bytes]]] = {}  # records waiting for room, by destination
         self._outbox_bytes = 0
         self._retry: asyncio.TimerHandle | None = None
@@ -375,6 +379,23 @@ class ShmBackplane:
         if self._outbox:
             self._retry_soon()
 
+    async def settle(self, timeout: float) -> None:
+        """The broker-wide half of a drain (the caller flushed its buffers just before): tell every other worker
+        so, behind everything this worker published (a ``DRAINED`` record), then keep delivering what they publish
+        until each has said the same and this worker's outbox is empty, or ``timeout`` (seconds) passes. So a
+        broadcast accepted anywhere before the stop reaches this worker's clients before their 1012 close."""
+        others = set(range(self.state.workers)) - {self.index}
+        for dest in others:
+            self._send(dest, shm.KIND_CONTROL, b"", b"%s %d" % (DRAINED, self.index))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (not others <= self._drained or self._outbox) and loop.time() < deadline:
+            self._drain()
+            await asyncio.sleep(0.005)
+        self._drain()
+        if not others <= self._drained:
+            log.info("drained without word from worker(s) %s within %.1f s", sorted(others - self._drained), timeout)
+
     @property
     def waiting(self) -> int:
         """Records held back for full inboxes (0: everything published has reached the other workers)."""
@@ -519,6 +540,8 @@ class ShmBackplane:
             if kind == shm.KIND_CONTROL:
                 if payload.startswith(CLAIM):
                     self._on_claim(key, payload)
+                elif payload.startswith(DRAINED):
+                    self._drained.add(int(payload[len(DRAINED):]))
                 elif key[:1] and key[0] not in _NOT_UIDS and self._on_uid_left is not None:
                     text = payload[len(UIDPORT_CLOSE) + 1:] if key[:1] == LONG_PREFIX else key
                     self._on_uid_left(edn.loads(text))

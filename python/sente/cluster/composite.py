@@ -133,6 +133,12 @@ class CompositeBackplane:
             stop()
         self.link.stop()
 
+    async def settle(self, timeout: float) -> None:
+        """This node's part of a drain (see :meth:`~sente.cluster.backplane.ShmBackplane.settle`)."""
+        settle = getattr(self.local, "settle", None)
+        if settle is not None:
+            await settle(timeout)
+
     async def aclose(self) -> None:
         """Withdraw this worker's presence from Redis cleanly (then :meth:`stop`)."""
         await self.link.aclose()
