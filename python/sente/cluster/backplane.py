@@ -338,12 +338,12 @@ class ShmBackplane:
 
     def _send(self, dest: int, kind: int, key: bytes, payload: bytes) -> None:
         """Publish to ``dest``, or queue behind what waits for it already (see the module docstring)."""
+        if len(payload) > self.state.max_payload:
+            self._drop(dest, 1, f"a {len(payload)}-byte record is larger than an inbox takes "
+                                f"({self.state.max_payload} bytes)")
+            return
         box = self._outbox.get(dest)
         if box is None:
-            if len(payload) > self.state.max_payload:
-                self._drop(dest, 1, f"a {len(payload)}-byte record is larger than an inbox takes "
-                                    f"({self.state.max_payload} bytes)")
-                return
             if self.state.publish(dest, kind, key, payload, count_drop=False):
                 return
             box = self._outbox[dest] = deque()

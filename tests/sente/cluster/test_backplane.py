@@ -377,3 +377,27 @@ def test_past_the_outbox_cap_records_are_dropped_counted_and_logged_once(
     finally:
         for s in states:
             s.close()
+
+
+def test_a_record_larger_than_an_inbox_takes_is_dropped_counted_and_the_rest_still_flows(segment: str) -> None:
+    async def main(a: ShmBackplane, b: ShmBackplane) -> None:
+        b.join("bob", "ws")
+        got: list[Any] = []
+        b._on_batch = lambda t, uids, data: got.append(data)
+        for n in range(40):  # fills the lane: the rest waits in the outbox
+            a.publish_to("ws", ["bob"], f"[[[:t/p {n} \"{'x' * 4000}\"]] nil]")
+        a.publish("ws", None, "[[[:t/huge \"" + "x" * a.state.max_payload + "\"]] nil]")  # a broadcast
+        a.publish_to("ws", ["bob"], "[[[:t/last 1]] nil]")
+        deadline = asyncio.get_running_loop().time() + 5
+        while (a.waiting or len(got) < 41) and asyncio.get_running_loop().time() < deadline:
+            deliver(b)
+            await asyncio.sleep(0.002)
+        assert len(got) == 41 and got[-1] == "[[[:t/last 1]] nil]"
+        assert a.state.stats(1)["dropped"] == 1
+
+    bps, _, states = backplanes(segment)
+    try:
+        asyncio.run(main(*bps))
+    finally:
+        for s in states:
+            s.close()
