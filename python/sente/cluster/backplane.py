@@ -33,7 +33,7 @@ Record kinds (a record carries an already-packed batch; nothing is re-encoded):
 * The same kinds plus ``TO_UIDS`` (16): one batch for the clients of several uids (empty key): payload = the
   uid count (4 bytes, big-endian), each uid's EDN as a 4-byte length and its bytes, then the batch. A worker
   gets only its share: the uids it holds on that transport (the registry's per-worker columns say which).
-  One record per batch, whatever the number of uids (split only where a record would not fit).
+  One record per batch, whatever the number of uids.
 * ``shm.KIND_CONTROL`` 3, payload ``b"uidport-close"``: from the supervisor, a uid that left the broker when a
   dead worker was reclaimed (key = uid EDN; client keys among the reclaimed ones are ignored).
 * ``shm.KIND_CONTROL`` 3, payload ``b"ajax-claim <worker index>"`` (``CLAIM``): that worker attached a poll of
@@ -46,11 +46,16 @@ Record kinds (a record carries an already-packed batch; nothing is re-encoded):
   part is final.
 * ``KIND_CLOSE`` 7: Sente's ``[:chsk/close]`` sent on one worker (empty key, payload = uid EDN): every worker
   closes its connections of that uid.
+* ``KIND_PART`` 8: one piece of an unkeyed record larger than an inbox takes (a big batch, or one for very many
+  uids): payload = producer index (1 byte), flags (1: first piece, 2: last piece), the record's kind (2 bytes,
+  big-endian), then the piece. A producer sends a record's pieces consecutively, so the consumer joins them per
+  producer and handles the whole record at the last piece.
 
 Backpressure: a record that finds the other worker's inbox lane full waits in this worker's *outbox* (one queue
 per destination, in order: nothing for that worker overtakes it) and is retried every :data:`RETRY_S` until
 the consumer has made room. Only past :attr:`ShmBackplane.max_outbox_bytes` of waiting records (true
-overload, or a worker that stopped reading) is a record dropped: counted in that worker's ``dropped``
+overload, or a worker that stopped reading), or for a keyed record too large for an inbox (handoffs split
+themselves first, claims and closes are small), is a record dropped: counted in that worker's ``dropped``
 (``sente_ring_drops_total``) and logged once per interval with a count, not once per record.
 """
 
@@ -78,6 +83,9 @@ log = logging.getLogger("sente.cluster")
 KIND_WS_TEXT, KIND_WS_BINARY, KIND_AJAX_TEXT, KIND_AJAX_BINARY = 1, 2, 4, 5  # 3 is shm.KIND_CONTROL
 KIND_AJAX_HANDOFF = 6
 KIND_CLOSE = 7
+KIND_PART = 8
+PART_FIRST, PART_LAST = 1, 2
+_PART = struct.Struct(">BBH")  # producer index, flags, the whole record's kind
 CONTROL_UID_LEFT = shm.KIND_CONTROL
 CLAIM = b"ajax-claim"
 DRAINED = b"drained"
@@ -221,6 +229,7 @@ class ShmBackplane:
         self.max_outbox_bytes = MAX_OUTBOX_BYTES
         self._long: dict[bytes, Any] = {}  # digest keys of long uids -> the uid (a cache)
         self._drained: set[int] = set()  # workers that said they are draining (settle)
+        self._parts: dict[int, list[bytes]] = {}  # KIND_PART records received so far, by producer
         self._outbox: dict[int, deque[tuple[int, bytes, bytes]]] = {}  # records waiting for room, by destination
         self._outbox_bytes = 0
         self._retry: asyncio.TimerHandle | None = None
@@ -313,21 +322,8 @@ class ShmBackplane:
                     shares.setdefault(dest, []).append(text)
                 mask >>= 1
                 dest += 1
-        room = self.state.max_payload - len(payload) - 4
         for dest, texts in shares.items():
-            part: list[bytes] = []
-            size = 0
-            for text in texts:
-                if 4 + len(text) > room:
-                    self._drop(dest, 1, f"a {len(payload)}-byte batch with its uid does not fit an inbox record")
-                    continue
-                if size + 4 + len(text) > room:
-                    self._send(dest, kind, b"", _uids_frame(part) + payload)
-                    part, size = [], 0
-                part.append(text)
-                size += 4 + len(text)
-            if part:
-                self._send(dest, kind, b"", _uids_frame(part) + payload)
+            self._send(dest, kind, b"", _uids_frame(texts) + payload)
 
     def publish_close(self, uid: Any) -> None:
         for dest in range(self.state.workers):
@@ -337,11 +333,23 @@ class ShmBackplane:
     # ------------------------------------------------------------------ the outbox (backpressure)
 
     def _send(self, dest: int, kind: int, key: bytes, payload: bytes) -> None:
-        """Publish to ``dest``, or queue behind what waits for it already (see the module docstring)."""
-        if len(payload) > self.state.max_payload:
-            self._drop(dest, 1, f"a {len(payload)}-byte record is larger than an inbox takes "
-                                f"({self.state.max_payload} bytes)")
-            return
+        """Publish to ``dest``, or queue behind what waits for it already (see the module docstring); a record
+        larger than an inbox takes goes as consecutive ``KIND_PART`` records."""
+        if len(payload) <= self.state.max_payload:
+            self._enqueue(dest, kind, key, payload)
+        elif key:
+            self._drop(dest, 1, f"a {len(payload)}-byte keyed record is larger than an inbox takes")
+        elif self._outbox_bytes + len(payload) > self.max_outbox_bytes:  # all pieces or none
+            self._drop(dest, 1, f"worker {dest}'s inbox is full and {self._outbox_bytes} bytes wait for it already")
+        else:
+            room = self.state.max_payload - _PART.size
+            last = (len(payload) - 1) // room
+            for i in range(last + 1):
+                flags = (PART_FIRST if i == 0 else 0) | (PART_LAST if i == last else 0)
+                piece = payload[i * room:(i + 1) * room]
+                self._enqueue(dest, KIND_PART, b"", _PART.pack(self.index, flags, kind) + piece)
+
+    def _enqueue(self, dest: int, kind: int, key: bytes, payload: bytes) -> None:
         box = self._outbox.get(dest)
         if box is None:
             if self.state.publish(dest, kind, key, payload, count_drop=False):
@@ -536,6 +544,16 @@ class ShmBackplane:
                 return
 
     def _dispatch(self, kind: int, key: bytes, payload: bytes) -> None:
+        if kind == KIND_PART:
+            producer, flags, kind = _PART.unpack_from(payload)
+            parts = self._parts.setdefault(producer, [])
+            if flags & PART_FIRST:
+                parts.clear()  # what a dead producer left unfinished
+            parts.append(payload[_PART.size:])
+            if not flags & PART_LAST:
+                return
+            payload = b"".join(parts)
+            parts.clear()
         try:
             if kind == shm.KIND_CONTROL:
                 if payload.startswith(CLAIM):

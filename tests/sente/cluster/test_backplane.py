@@ -379,21 +379,27 @@ def test_past_the_outbox_cap_records_are_dropped_counted_and_logged_once(
             s.close()
 
 
-def test_a_record_larger_than_an_inbox_takes_is_dropped_counted_and_the_rest_still_flows(segment: str) -> None:
+def test_a_record_larger_than_an_inbox_takes_goes_in_pieces_in_order_behind_what_waits(segment: str) -> None:
     async def main(a: ShmBackplane, b: ShmBackplane) -> None:
         b.join("bob", "ws")
         got: list[Any] = []
-        b._on_batch = lambda t, uids, data: got.append(data)
+        b._on_batch = lambda t, uids, data: got.append((uids, data))
         for n in range(40):  # fills the lane: the rest waits in the outbox
             a.publish_to("ws", ["bob"], f"[[[:t/p {n} \"{'x' * 4000}\"]] nil]")
-        a.publish("ws", None, "[[[:t/huge \"" + "x" * a.state.max_payload + "\"]] nil]")  # a broadcast
-        a.publish_to("ws", ["bob"], "[[[:t/last 1]] nil]")
+        huge = "[[[:t/huge \"" + "x" * (3 * a.state.max_payload) + "\"]] nil]"
+        a.publish("ws", None, huge)  # a broadcast three inboxes long
+        many = [f"user-{i:03d}-" + "x" * 90 for i in range(600)]  # a uid frame larger than an inbox
+        for uid in many:
+            b.join(uid, "ws")
+        a.publish_to("ws", many, "[[[:t/room 1]] nil]")
         deadline = asyncio.get_running_loop().time() + 5
-        while (a.waiting or len(got) < 41) and asyncio.get_running_loop().time() < deadline:
+        while (a.waiting or len(got) < 42) and asyncio.get_running_loop().time() < deadline:
             deliver(b)
             await asyncio.sleep(0.002)
-        assert len(got) == 41 and got[-1] == "[[[:t/last 1]] nil]"
-        assert a.state.stats(1)["dropped"] == 1
+        assert [d for _, d in got[:40]] == [f"[[[:t/p {n} \"{'x' * 4000}\"]] nil]" for n in range(40)]
+        assert got[40] == (None, huge)
+        assert got[41] == (tuple(many), "[[[:t/room 1]] nil]")
+        assert len(got) == 42 and a.state.stats(1)["dropped"] == 0
 
     bps, _, states = backplanes(segment)
     try:

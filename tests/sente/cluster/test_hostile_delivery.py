@@ -4,9 +4,9 @@
   ``?``, wherever it goes: a broadcast of it, an echo reply, over WebSocket and Ajax. Meanwhile a numbered
   broadcast stream reaches every other client whole, and the log has no traceback and no ERROR.
 * ``broadcast(event, uids)`` (the test app's ``:test/broadcast-all`` broadcasts to ``connected-uids``) with
-  16 KB payloads, in bursts: every client on both workers gets every broadcast, and no inbox record is
-  dropped (``sente_ring_drops_total`` stays 0). Before one record per batch, each broadcast cost one record per
-  remote uid and overflowed the 256 KiB inboxes.
+  16 KB payloads, in bursts, then one of 300 KB (more than an inbox record holds): every client on both workers
+  gets every broadcast, and no inbox record is dropped (``sente_ring_drops_total`` stays 0). Before one record
+  per batch, each broadcast cost one record per remote uid and overflowed the 256 KiB inboxes.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ STREAM = 60
 SURROGATE_EVENTS = 6
 BURSTS, PER_BURST = 6, 8
 PAD = 16_000
+BIG = 300_000
 
 
 @pytest.fixture
@@ -147,6 +148,8 @@ def test_broadcasts_to_a_uid_set_reach_every_client_on_every_worker(broker: Clus
                     sender.send([K("test/broadcast-all"), [n, pad]])
                     n += 1
                 await asyncio.sleep(0.05)
+            sender.send([K("test/broadcast-all"), [n, "q" * BIG]])  # larger than an inbox record: goes in pieces
+            n += 1
             await wait_for(lambda: all(len(listener.got) >= n for listener in listeners))
             status, _, metrics, _ = await fetch(broker.port, "GET", "/metrics")
             assert status == 200
