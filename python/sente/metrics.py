@@ -394,7 +394,7 @@ HELP = {
                    "an unencodable value, an unreadable inbox record); everyone else's messages still went out.",
     "handler_errors": "Event messages whose application handler raised (logged as one rate-limited warning).",
     "ring_drops": "Records for another worker dropped (by destination worker): its inbox stayed full past the "
-                  "sender's outbox cap, or the record was larger than an inbox takes.",
+                  "sender's outbox cap, or a keyed record was larger than an inbox takes.",
     "worker_restarts": "Worker processes restarted by the supervisor (by worker index).",
     "worker_cpu_seconds": "CPU time (user + system) of the worker process running now (resets on restart).",
     "worker_resident_memory_bytes": "Resident memory of the worker process.",

@@ -544,17 +544,17 @@ class ShmBackplane:
                 return
 
     def _dispatch(self, kind: int, key: bytes, payload: bytes) -> None:
-        if kind == KIND_PART:
-            producer, flags, kind = _PART.unpack_from(payload)
-            parts = self._parts.setdefault(producer, [])
-            if flags & PART_FIRST:
-                parts.clear()  # what a dead producer left unfinished
-            parts.append(payload[_PART.size:])
-            if not flags & PART_LAST:
-                return
-            payload = b"".join(parts)
-            parts.clear()
         try:
+            if kind == KIND_PART:
+                producer, flags, kind = _PART.unpack_from(payload)
+                parts = self._parts.setdefault(producer, [])
+                if flags & PART_FIRST:
+                    parts.clear()  # what a dead producer left unfinished
+                parts.append(payload[_PART.size:])
+                if not flags & PART_LAST:
+                    return
+                payload = b"".join(parts)
+                parts.clear()
             if kind == shm.KIND_CONTROL:
                 if payload.startswith(CLAIM):
                     self._on_claim(key, payload)
