@@ -4,8 +4,9 @@
   ``?``, wherever it goes: a broadcast of it, an echo reply, over WebSocket and Ajax. Meanwhile a numbered
   broadcast stream reaches every other client whole, and the log has no traceback and no ERROR.
 * ``broadcast(event, uids)`` (the test app's ``:test/broadcast-all`` broadcasts to ``connected-uids``) with
-  16 KB payloads, in bursts, then one of 300 KB (more than an inbox record holds): every client on both workers
-  gets every broadcast, and no inbox record is dropped (``sente_ring_drops_total`` stays 0). Before one record
+  16 KB payloads, in bursts, then one of 300 KB (more than an inbox record holds), while four of the clients also
+  get a steady numbered stream of pushes (``GET /push``): every client on both workers gets every broadcast and
+  every push, and no inbox record is dropped (``sente_ring_drops_total`` stays 0). Before one record
   per batch, each broadcast cost one record per remote uid and overflowed the 256 KiB inboxes.
 """
 
@@ -51,11 +52,12 @@ async def session(port: int, uid: str) -> tuple[str, str]:
 
 
 class Listener:
-    """A WebSocket client recording the broadcasts it gets."""
+    """A WebSocket client recording the broadcasts and the pushes it gets."""
 
     def __init__(self, uid: str) -> None:
         self.uid = uid
         self.got: list[Any] = []
+        self.pushed: list[Any] = []
         self.client: Any = None
 
     async def open(self, port: int, stack: contextlib.AsyncExitStack) -> None:
@@ -64,6 +66,7 @@ class Listener:
             f"http://127.0.0.1:{port}/chsk", type="ws", csrf_token=token, headers={"Cookie": cookie},
         ))
         self.client.on("test/broadcast")(lambda msg: self.got.append(msg.data))
+        self.client.on("test/server-push")(lambda msg: self.pushed.append(msg.data))
 
 
 async def raw_ws(port: int, uid: str) -> Conn:
@@ -133,6 +136,18 @@ def test_a_lone_surrogate_is_written_as_sente_writes_it_and_costs_no_one_a_messa
     assert_clean(broker)
 
 
+async def push_stream(port: int, listeners: list[Listener]) -> list[int]:
+    """Push 0, 1, 2... to each of ``listeners`` (``GET /push``, on either worker) every 10 ms; the numbers sent."""
+    sent = []
+    for n in range(30):
+        for listener in listeners:
+            status, _, body, _ = await fetch(port, "GET", f"/push?to={listener.uid}&x={n}")
+            assert status == 200, body
+        sent.append(n)
+        await asyncio.sleep(0.01)
+    return sent
+
+
 def test_broadcasts_to_a_uid_set_reach_every_client_on_every_worker(broker: Cluster) -> None:
     async def main() -> None:
         async with contextlib.AsyncExitStack() as stack:
@@ -141,6 +156,7 @@ def test_broadcasts_to_a_uid_set_reach_every_client_on_every_worker(broker: Clus
                 await listener.open(broker.port, stack)
             sender = listeners[0].client
             await asyncio.sleep(0.2)
+            pushes = asyncio.get_running_loop().create_task(push_stream(broker.port, listeners[1:5]))
             pad = "p" * PAD
             n = 0
             for _ in range(BURSTS):
@@ -150,7 +166,12 @@ def test_broadcasts_to_a_uid_set_reach_every_client_on_every_worker(broker: Clus
                 await asyncio.sleep(0.05)
             sender.send([K("test/broadcast-all"), [n, "q" * BIG]])  # larger than an inbox record: goes in pieces
             n += 1
-            await wait_for(lambda: all(len(listener.got) >= n for listener in listeners))
+            pushed = await pushes
+            await wait_for(lambda: all(len(listener.got) >= n for listener in listeners)
+                           and all(len(listener.pushed) >= len(pushed) for listener in listeners[1:5]))
+            for listener in listeners[1:5]:  # the bystanders' pushes (from either worker: order is per sender)
+                lost = sorted(set(pushed) - set(listener.pushed))
+                assert sorted(listener.pushed) == pushed, f"{listener.uid} lost pushes {lost}"
             status, _, metrics, _ = await fetch(broker.port, "GET", "/metrics")
             assert status == 200
 
