@@ -2,7 +2,8 @@
 
 * A lone UTF-16 surrogate in an event (``"\\uD800"`` is valid EDN) is written as Sente's JVM server writes it,
   ``?``, wherever it goes: a broadcast of it, an echo reply, over WebSocket and Ajax. Meanwhile a numbered
-  broadcast stream reaches every other client whole, and the log has no traceback and no ERROR.
+  broadcast stream reaches every other client whole, as does a numbered push stream to four of them, and the log
+  has no traceback and no ERROR.
 * ``broadcast(event, uids)`` (the test app's ``:test/broadcast-all`` broadcasts to ``connected-uids``) with
   16 KB payloads, in bursts, then one of 300 KB (more than an inbox record holds), while four of the clients also
   get a steady numbered stream of pushes (``GET /push``): every client on both workers gets every broadcast and
@@ -83,6 +84,18 @@ async def wait_for(pred: Any, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def push_stream(port: int, listeners: list[Listener]) -> list[int]:
+    """Push 0, 1, 2... to each of ``listeners`` (``GET /push``, on either worker) every 10 ms; the numbers sent."""
+    sent = []
+    for n in range(30):
+        for listener in listeners:
+            status, _, body, _ = await fetch(port, "GET", f"/push?to={listener.uid}&x={n}")
+            assert status == 200, body
+        sent.append(n)
+        await asyncio.sleep(0.01)
+    return sent
+
+
 def assert_clean(broker: Cluster) -> None:
     log = broker.log()
     assert "Traceback" not in log, log[-4000:]
@@ -104,6 +117,7 @@ def test_a_lone_surrogate_is_written_as_sente_writes_it_and_costs_no_one_a_messa
             ajax_headers = {"Cookie": cookie, "X-CSRF-Token": token}
             ajax_id = str(uuid.uuid4())
             await asyncio.sleep(0.2)
+            pushes = asyncio.get_running_loop().create_task(push_stream(broker.port, listeners[1:5]))
             for n in range(STREAM):
                 sender.send([K("test/broadcast-all"), n])
                 if n % (STREAM // SURROGATE_EVENTS) == 0:
@@ -114,7 +128,11 @@ def test_a_lone_surrogate_is_written_as_sente_writes_it_and_costs_no_one_a_messa
                         status, _, body, _ = await fetch(broker.port, "POST", "/chsk", ajax_headers, form)
                         assert status == 200, body
                 await asyncio.sleep(0.01)
-            await wait_for(lambda: all(len(listener.got) >= STREAM + SURROGATE_EVENTS for listener in listeners))
+            pushed = await pushes
+            await wait_for(lambda: all(len(listener.got) >= STREAM + SURROGATE_EVENTS for listener in listeners)
+                           and all(len(listener.pushed) >= len(pushed) for listener in listeners[1:5]))
+            for listener in listeners[1:5]:
+                assert sorted(listener.pushed) == pushed, f"{listener.uid} lost pushes"
             for listener in listeners:
                 numbered = [x for x in listener.got if isinstance(x, int)]
                 lost = sorted(set(range(STREAM)) - set(numbered))
@@ -134,18 +152,6 @@ def test_a_lone_surrogate_is_written_as_sente_writes_it_and_costs_no_one_a_messa
 
     asyncio.run(asyncio.wait_for(main(), 60))
     assert_clean(broker)
-
-
-async def push_stream(port: int, listeners: list[Listener]) -> list[int]:
-    """Push 0, 1, 2... to each of ``listeners`` (``GET /push``, on either worker) every 10 ms; the numbers sent."""
-    sent = []
-    for n in range(30):
-        for listener in listeners:
-            status, _, body, _ = await fetch(port, "GET", f"/push?to={listener.uid}&x={n}")
-            assert status == 200, body
-        sent.append(n)
-        await asyncio.sleep(0.01)
-    return sent
 
 
 def test_broadcasts_to_a_uid_set_reach_every_client_on_every_worker(broker: Cluster) -> None:
