@@ -16,4 +16,5 @@ def dumps(
     *,
     writers: Mapping[type[Any], Callable[[Any], tuple[str, Any]]] | None = None,
     namespace_maps: bool = False,
+    wire: bool = False,
 ) -> str: ...

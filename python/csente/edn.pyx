@@ -28,7 +28,7 @@ from libc.string cimport memcmp, memcpy
 
 from csente.numbers cimport (JAVA_DOUBLE_MAX, LONG_MAX_TEXT, exact_double, java_double, scan_digits,
                              write_long)
-from csente.types cimport Char, Keyword, Symbol, TaggedValue, keyword, symbol
+from csente.types cimport Char, Keyword, Symbol, TaggedValue, jvm_text, keyword, symbol
 
 from csente.types import DecodeError, FrozenDict, List
 
@@ -1089,6 +1089,7 @@ cdef class _Writer:
     cdef Py_ssize_t cap
     cdef object writers
     cdef bint namespace_maps
+    cdef bint wire             # text for the wire: lone surrogates as the JVM encodes them (jvm_text)
     cdef int depth
 
     def __dealloc__(self):
@@ -1128,8 +1129,14 @@ cdef class _Writer:
         if p != NULL:
             return self.put(p, k)
         PyErr_Clear()
-        b = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass")
+        b = self.surrogate_text(s)
         return self.put(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+    cdef bytes surrogate_text(self, str s):
+        """The UTF-8 of a string holding surrogates: kept as is (pr-str), or as the JVM writes it (wire)."""
+        if self.wire:
+            return PyUnicode_AsEncodedString(jvm_text(s), "utf-8", "surrogatepass")
+        return PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass")
 
     cdef int put_str(self, str s) except -1:
         """A string literal: escapes only " \\ and \\n \\t \\r \\f \\b, like Clojure's printer."""
@@ -1144,7 +1151,7 @@ cdef class _Writer:
             p = <const unsigned char*>PyUnicode_AsUTF8AndSize(s, &n)
             if p == NULL:
                 PyErr_Clear()
-                b = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass")
+                b = self.surrogate_text(s)
                 p = <const unsigned char*>PyBytes_AS_STRING(b)
                 n = PyBytes_GET_SIZE(b)
         self.reserve(2 * n + 2)
@@ -1402,8 +1409,13 @@ cdef class _Writer:
         return 0
 
 
-def dumps(value, *, writers=None, bint namespace_maps=False):
+def dumps(value, *, writers=None, bint namespace_maps=False, bint wire=False):
     """``value`` as EDN text, exactly as Clojure's ``pr-str`` prints the corresponding Clojure value.
+
+    ``wire``: the text is for a Sente message, so it must have a UTF-8 form: a lone UTF-16 surrogate in a
+    string, keyword, symbol or char is written ``?`` (and a surrogate pair as its character), as the JVM
+    encodes the frame Sente's server sends (:func:`csente.types.jvm_text`). Without it, ``pr-str``'s
+    string is returned as is, lone surrogates included.
 
     ``writers`` maps other types (found by exact type, then along the MRO) to ``fn(obj) -> (tag, rep)``,
     printed ``#tag rep``. ``namespace_maps`` prints ``#:ns{:a 1}`` where every key shares namespace ``ns``
@@ -1416,5 +1428,6 @@ def dumps(value, *, writers=None, bint namespace_maps=False):
         raise MemoryError()
     w.writers = writers
     w.namespace_maps = namespace_maps
+    w.wire = wire
     w.write(value)
     return PyUnicode_DecodeUTF8(w.buf, w.len, "surrogatepass")

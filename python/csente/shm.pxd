@@ -56,7 +56,7 @@ cdef class SharedState:
     # checked that this is a producer, dest is in range, kind <= 0xFFFE, klen <= max_key and
     # plen <= max_payload (the Python `publish` does exactly these checks).
     cdef int publish_raw(self, int dest, int kind, const unsigned char* k, Py_ssize_t klen,
-                         const unsigned char* pl, Py_ssize_t plen, bint commit) except -1
+                         const unsigned char* pl, Py_ssize_t plen, bint commit, bint count_drop=*) except -1
     cdef void _wake(self, int dest) noexcept
     cdef void _signal(self, int dest) noexcept
     cdef const char* _fifo_c(self, int dest) noexcept

@@ -749,6 +749,23 @@ cdef class SharedState:
             ajax += c >> 32
         return (ws, ajax)
 
+    def holders(self, key, int transport=ANY):
+        """Bit mask of the workers with a connection of ``key`` on ``transport`` (WS, AJAX or ANY): where a
+        batch for that uid must go."""
+        self._check()
+        cdef const unsigned char* k
+        cdef uint32_t klen
+        cdef uint64_t m, c, mask = 0
+        self._key(key, &k, &klen)
+        cdef int64_t s = self._lookup(k, klen, cs_hash(k, klen), &m)
+        if s < 0:
+            return 0
+        for w in range(self._workers):
+            c = cs_ld_rlx(self._col(w, s))
+            if (transport == WS and c & COUNT_MASK) or (transport == AJAX and c >> 32) or (transport == ANY and c):
+                mask |= 1ULL << w
+        return mask
+
     def holds(self, key):
         """Whether any worker holds ``key`` (has at least one connection for it)."""
         self._check()
@@ -901,9 +918,9 @@ cdef class SharedState:
         return self._inbox(consumer) + I_LANES + <uint64_t>producer * self._lane_stride
 
     cdef int publish_raw(self, int dest, int kind, const unsigned char* k, Py_ssize_t klen,
-                         const unsigned char* pl, Py_ssize_t plen, bint commit) except -1:
-        """Append one record to lane (dest ← us). 1: committed (or written, if not commit); 0: dropped.
-        The caller has checked dest, kind and the sizes."""
+                         const unsigned char* pl, Py_ssize_t plen, bint commit, bint count_drop=True) except -1:
+        """Append one record to lane (dest ← us). 1: committed (or written, if not commit); 0: no room
+        (counted as dropped when ``count_drop``). The caller has checked dest, kind and the sizes."""
         cdef unsigned char* lane = self._lane(dest, self._producer)
         cdef unsigned char* data = lane + L_DATA
         cdef uint64_t size = self._ring_bytes
@@ -915,7 +932,8 @@ cdef class SharedState:
         cdef uint64_t need = rec if rec <= room else rec + room
         cdef unsigned char* p
         if t + need - hd > size:
-            cs_bump(<uint64_t*>(lane + L_DROPPED), 1)
+            if count_drop:
+                cs_bump(<uint64_t*>(lane + L_DROPPED), 1)
             return 0
         cs_st_rlx(<uint64_t*>(lane + L_RESERVED), t + need)
         if rec > room:
@@ -992,9 +1010,11 @@ cdef class SharedState:
             raise ValueError(f"dest worker {dest} out of range")
         return 0
 
-    def publish(self, int dest, int kind, key, payload):
+    def publish(self, int dest, int kind, key, payload, bint count_drop=True):
         """Put (kind, key, payload) in worker ``dest``'s inbox. False if that lane is full: the message
-        is dropped and counted (policy: drop newest). key and payload are bytes-like."""
+        is dropped and counted (policy: drop newest), or with ``count_drop=False`` only refused (the caller
+        keeps it to try again, and counts it with :meth:`count_drops` if it gives up). key and payload are
+        bytes-like."""
         self._check_producer(dest)
         cdef Py_buffer kb
         cdef Py_buffer pb
@@ -1003,11 +1023,11 @@ cdef class SharedState:
             if <uint64_t>PyBytes_GET_SIZE(key) <= self._max_key and PyBytes_GET_SIZE(payload) <= self._max_payload:
                 return self.publish_raw(dest, kind, <const unsigned char*>PyBytes_AS_STRING(key),
                                         PyBytes_GET_SIZE(key), <const unsigned char*>PyBytes_AS_STRING(payload),
-                                        PyBytes_GET_SIZE(payload), True) == 1
+                                        PyBytes_GET_SIZE(payload), True, count_drop) == 1
         self._payload_args(dest, kind, key, payload, &kb, &pb)
         try:
             r = self.publish_raw(dest, kind, <const unsigned char*>kb.buf, kb.len,
-                                 <const unsigned char*>pb.buf, pb.len, True)
+                                 <const unsigned char*>pb.buf, pb.len, True, count_drop)
         finally:
             PyBuffer_Release(&kb)
             PyBuffer_Release(&pb)
@@ -1030,6 +1050,13 @@ cdef class SharedState:
             PyBuffer_Release(&kb)
             PyBuffer_Release(&pb)
         return n
+
+    def count_drops(self, int dest, int n):
+        """Count ``n`` messages for worker ``dest`` as dropped (in ``stats(dest)["dropped"]``): ones this
+        producer held back after a refused ``publish(..., count_drop=False)`` and then gave up on."""
+        self._check_producer(dest)
+        if n > 0:
+            cs_bump(<uint64_t*>(self._lane(dest, self._producer) + L_DROPPED), <uint64_t>n)
 
     def _reserve_only(self, int dest, int kind, key, payload):
         """TEST HOOK: write a record into the lane but never commit it, as a producer that dies between

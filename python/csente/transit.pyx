@@ -36,7 +36,7 @@ from libc.string cimport memcmp, memcpy
 
 from csente.numbers cimport (JAVA_DOUBLE_MAX, LONG_MAX_TEXT, exact_double, java_double, scan_digits,
                              write_long)
-from csente.types cimport Char, Keyword, Symbol, TaggedValue, keyword, symbol
+from csente.types cimport Char, Keyword, Symbol, TaggedValue, jvm_text, keyword, symbol
 
 from csente.types import DecodeError, FrozenDict, List
 
@@ -945,7 +945,21 @@ def dumps_msgpack(value, *, handlers=None):
         tree = ["~#'", w.build(value, False)]
     else:
         tree = w.build(value, False)
-    return _MSGPACK_ENCODER.encode(tree)
+    try:
+        return _MSGPACK_ENCODER.encode(tree)
+    except UnicodeEncodeError:  # a lone surrogate: written as the JVM's encoder writes it (jvm_text)
+        return _MSGPACK_ENCODER.encode(_jvm_strings(tree))
+
+
+cdef object _jvm_strings(object x):
+    """The msgpack tree with every string (keys included) passed through :func:`jvm_text`."""
+    if type(x) is str:
+        return jvm_text(x)
+    if type(x) is list:
+        return [_jvm_strings(v) for v in x]
+    if type(x) is dict:
+        return {_jvm_strings(k): _jvm_strings(v) for k, v in x.items()}
+    return x
 
 
 # ---------------------------------------------------------------------------------------------

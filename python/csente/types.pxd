@@ -21,3 +21,4 @@ cdef class TaggedValue:
 
 cpdef Keyword keyword(str text)
 cpdef Symbol symbol(str text)
+cpdef str jvm_text(str s)

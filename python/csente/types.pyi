@@ -1,5 +1,7 @@
 from typing import Any
 
+def jvm_text(s: str) -> str: ...
+
 class DecodeError(ValueError):
     """Input that is not valid for the codec; ``pos`` is the offset where reading failed."""
 

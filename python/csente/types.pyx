@@ -5,11 +5,19 @@ Keywords and symbols are interned: ``Keyword("a/b") is Keyword("a/b")``. Equalit
 are by identity for them, which is what makes map lookups on keyword keys as cheap as on ints.
 """
 
+import re
+
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
 
+cdef extern from "Python.h":
+    int PyUnicode_IS_ASCII(object) noexcept
+    int PyUnicode_KIND(object) noexcept
+    int PyUnicode_1BYTE_KIND
+
 cdef dict _keywords = {}
 cdef dict _symbols = {}
+cdef object _SURROGATES = re.compile(r"[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
 
 
 class DecodeError(ValueError):
@@ -22,6 +30,23 @@ class DecodeError(ValueError):
 
     def __reduce__(self):
         return (type(self), (self.msg, self.pos))
+
+
+def _jvm_unit(m):
+    t = m.group()
+    if len(t) == 2:
+        return chr(0x10000 + ((ord(t[0]) - 0xD800) << 10) + (ord(t[1]) - 0xDC00))
+    return "?"
+
+
+cpdef str jvm_text(str s):
+    """``s`` as the JVM's UTF-8 encoder sees a UTF-16 string: a surrogate pair is its character, a lone
+    surrogate becomes ``?`` (``String.getBytes``; see ../shared/vectors/msgpack/README.md). Sente's server
+    writes text frames and Ajax bodies that way, so a lone surrogate in a value costs the wire one ``?``
+    instead of an unencodable message. The codecs call it only for strings that have no UTF-8 form."""
+    if PyUnicode_IS_ASCII(s) or PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND:
+        return s
+    return _SURROGATES.sub(_jvm_unit, s)
 
 
 cdef inline tuple _split(str text):

@@ -256,7 +256,11 @@ HELP = {
     "decode_errors": "Unreadable messages from clients (dropped frames, Ajax POSTs answered 500).",
     "slow_consumer_closes": "WebSockets closed for holding more than max_outbound_bytes unsent.",
     "dropped_events": "Event messages dropped because the receive buffer was full.",
-    "ring_drops": "Batches for another worker dropped because its inbox was full (by destination worker).",
+    "send_errors": "Batches or actions skipped because packing, writing or reading them raised (a custom packer, "
+                   "an unencodable value, an unreadable inbox record); everyone else's messages still went out.",
+    "handler_errors": "Event messages whose application handler raised (logged as one rate-limited warning).",
+    "ring_drops": "Records for another worker dropped (by destination worker): its inbox stayed full past the "
+                  "sender's outbox cap, or a keyed record was larger than an inbox takes.",
     "worker_restarts": "Worker processes restarted by the supervisor (by worker index).",
     "worker_cpu_seconds": "CPU time (user + system) of the worker process running now (resets on restart).",
     "worker_resident_memory_bytes": "Resident memory of the worker process.",
@@ -354,7 +358,7 @@ class SenteCollector(Collector):
         hs.add_metric(["ajax", "rejected"], c["handshakes_ajax_rejected"])
         yield hs
         for key in ("events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received",
-                    "decode_errors", "slow_consumer_closes", "dropped_events"):
+                    "decode_errors", "slow_consumer_closes", "dropped_events", "send_errors", "handler_errors"):
             yield CounterMetricFamily(f"sente_{key}", HELP[key], value=c[key])
         rej = CounterMetricFamily("sente_rejections", HELP["rejections"], labels=["reason"])
         for reason in REASONS:

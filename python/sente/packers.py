@@ -80,7 +80,7 @@ class EdnPacker(Packer):
         self._writers = writers
 
     def pack(self, value: Any) -> str:
-        return edn.dumps(value, writers=self._writers)
+        return edn.dumps(value, writers=self._writers, wire=True)
 
     def unpack(self, data: Packed) -> Any:
         if not isinstance(data, str):
@@ -89,7 +89,7 @@ class EdnPacker(Packer):
         return edn.loads(data, tag_readers=self._tag_readers, default=self._default)
 
     def encode_event(self, event: Any) -> str:
-        return edn.dumps(event, writers=self._writers)
+        return edn.dumps(event, writers=self._writers, wire=True)
 
     def pack_batch(self, encoded_events: Sequence[Any]) -> str:
         # edn is context-free: the batch is the encoded events joined inside the envelope.

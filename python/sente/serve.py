@@ -9,8 +9,10 @@ What ``sente serve`` adds around it, in one process or in each worker of the sup
   is started and, in a worker, attached to shared memory; 503 while starting or draining), answered before
   the app's routes. Both bodies are JSON, ``{"status": ..., "worker": <index or null>, "pid": <pid>}``, and
   carry ``X-Sente-Worker``/``X-Sente-Pid`` headers: how a test (or an operator) sees which worker answered;
-* :class:`DrainingServer`: on SIGTERM or SIGINT it stops accepting, turns ``/readyz`` to 503, drains the Sente
-  server (:meth:`~sente.server.ChannelSocketServer.drain`: buffers flushed, held long-polls answered with
+* :class:`DrainingServer`: on SIGTERM or SIGINT it stops accepting, turns ``/readyz`` to 503, settles the Sente
+  server with the rest of the broker (:meth:`~sente.server.ChannelSocketServer.settle`: every worker flushes, then
+  delivers what the others flushed to it, until all have; at most :data:`SETTLE_TIMEOUT_S`), drains it
+  (:meth:`~sente.server.ChannelSocketServer.drain`: buffers flushed, held long-polls answered with
   ``[:chsk/timeout nil]``, WebSockets closed with 1012 so clients reconnect elsewhere) and then lets uvicorn
   finish the open connections within the shutdown timeout. It does not re-raise the signal: a clean drain
   exits 0.
@@ -42,6 +44,8 @@ log = logging.getLogger("sente.serve")
 
 DRAIN_CLOSE_CODE = 1012
 """WebSocket close code on shutdown: 1012, service restart (Sente clients reconnect)."""
+SETTLE_TIMEOUT_S = 1.0
+"""At most this long, a draining worker waits for the broker's other workers to flush what they accepted to it."""
 
 
 def uvicorn_config(
@@ -161,6 +165,7 @@ class DrainingServer(uvicorn.Server):
         for server in self.servers:
             server.close()  # stop accepting before the drain, so nothing new arrives after it
         try:
+            await self.sente_app.server.settle(SETTLE_TIMEOUT_S)
             self.sente_app.server.drain(DRAIN_CLOSE_CODE)
         except Exception:
             log.exception("draining the Sente server failed")

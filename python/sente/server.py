@@ -25,7 +25,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 from csente.fanout import write_frame
 from csente.types import Keyword
 
-from . import metrics
+from . import metrics, ratelog
 from .handlers import Handlers
 from .keys import StrKeysPacker
 from .loop_timer import LoopTimer
@@ -195,8 +195,10 @@ class ChannelSocketServer:
                     result = route(msg)
                     if inspect.isawaitable(result):
                         await result
-                except Exception:
-                    log.exception("event handler failed for %r", msg.id)
+                except Exception as e:
+                    self.stats.handler_errors += 1
+                    ratelog.warn(log, "handler", "the handler of %r (uid %r) raised %r", msg.id, msg.uid, e,
+                                 exc_info=e)
 
         self._router = asyncio.get_running_loop().create_task(run(), name="sente-router")
         return self.stop_router
@@ -232,7 +234,12 @@ class ChannelSocketServer:
     def _pump(self) -> None:
         self._pump_scheduled = False
         for action in self.core.take_actions():
-            self._execute(action)
+            try:
+                self._execute(action)
+            except Exception as e:  # one failed write (a custom packer's output, a broken socket) is its own
+                self.stats.send_errors += 1
+                ratelog.warn(log, "action", "skipped a %s that could not be carried out: %r",
+                             type(action).__name__, e, exc_info=e)
         self._arm_timer()
         uids = self.connected_uids if self._uid_listeners else None
         if uids is not None and uids != self._last_uids:
@@ -244,8 +251,10 @@ class ChannelSocketServer:
         self._timer.arm(self.core.next_deadline())
 
     def _on_timer(self) -> None:
-        self.core.tick(self._now())
-        self._pump()
+        try:
+            self.core.tick(self._now())
+        finally:  # the actions queued so far go out, and the timer is armed again, whatever a timer raised
+            self._pump()
 
     def _execute(self, action: Action) -> None:
         if isinstance(action, Send):
@@ -520,6 +529,16 @@ class ChannelSocketServer:
             await conn.finish()
 
     # ------------------------------------------------------------------ shutdown
+
+    async def settle(self, timeout: float = 1.0) -> None:
+        """The first half of a drain when other processes share the work (a broker): flush the send buffers to
+        them, then deliver what they flush to this process until each has done the same (at most ``timeout``
+        seconds). :meth:`drain` then closes; without a backplane that knows how, only the flush happens."""
+        self.core.flush(self._now())
+        self._pump()
+        settle = getattr(self.core.backplane, "settle", None)
+        if settle is not None:
+            await settle(timeout)
 
     def drain(self, close_code: int = 1012) -> None:
         """Prepare for a process exit (a worker draining on SIGTERM): flush the send buffers, answer every

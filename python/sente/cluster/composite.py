@@ -83,6 +83,14 @@ class CompositeBackplane:
         if self.link.remote(uid, transport):
             self.link.publish(transport, uid, data)
 
+    def publish_to(self, transport: Transport, uids: list[Any], data: str | bytes) -> None:
+        here = [uid for uid in uids if self.local.remote(uid, transport)]
+        if here:
+            self.local.publish_to(transport, here, data)
+        for uid in uids:
+            if self.link.remote(uid, transport):
+                self.link.publish(transport, uid, data)
+
     # ------------------------------------------------------------------ Ajax clients: this node's affair
 
     def publish_close(self, uid: Any) -> None:
@@ -124,6 +132,12 @@ class CompositeBackplane:
         if stop is not None:
             stop()
         self.link.stop()
+
+    async def settle(self, timeout: float) -> None:
+        """This node's part of a drain (see :meth:`~sente.cluster.backplane.ShmBackplane.settle`)."""
+        settle = getattr(self.local, "settle", None)
+        if settle is not None:
+            await settle(timeout)
 
     async def aclose(self) -> None:
         """Withdraw this worker's presence from Redis cleanly (then :meth:`stop`)."""

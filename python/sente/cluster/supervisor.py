@@ -29,7 +29,9 @@ Lifecycle (:meth:`Supervisor.run`):
 * Reclaimed uids left the whole broker; a live worker must fire ``:chsk/uidport-close`` for them. The
   ``on_reclaimed(index, uids)`` hook gets them; by default they are logged and published to the lowest-index
   running worker (the restarting worker's own index when none runs; its replacement reads its inbox), one control
-  message per uid: ``kind=KIND_CONTROL, key=<the uid's registry key>, payload=UIDPORT_CLOSE (b"uidport-close")``.
+  message per uid: ``kind=KIND_CONTROL, key=<the uid's registry key>, payload=UIDPORT_CLOSE (b"uidport-close")``
+  (plus ``b" "`` and the uid's EDN when the key is a digest: a long uid, whose text the dead worker kept out of
+  line; those files are removed once the messages are queued).
   A full lane is retried every 50 ms, so none is lost while the target lives.
 * SIGTERM, SIGINT or SIGHUP: SIGTERM to every worker (each drains: WebSockets closed with 1012, held long-polls
   answered, exit 0), SIGKILL for those still running ``shutdown_timeout`` seconds later; a second signal kills at
@@ -62,11 +64,10 @@ from ..config import Settings
 from ..metrics import MetricsBlock
 from ..sessions import SECRET_ENV
 from ..transport.sockets import bind_socket
+from .backplane import LONG_PREFIX, UIDPORT_CLOSE, read_long_uid, remove_long_uids
 
 log = logging.getLogger("sente.cluster.supervisor")
 
-UIDPORT_CLOSE = b"uidport-close"
-"""Payload of the control message that asks a worker to fire ``:chsk/uidport-close`` for the uid in its key."""
 SHM_DIRECTORY = "/dev/shm"
 NAME_PREFIX = "sente-"
 MAX_START_FAILURES = 3
@@ -75,7 +76,7 @@ HEALTHY_AFTER_S = 1.0
 """A worker that served this long is restarted at once; one that died sooner waits (backoff)."""
 BACKOFF_S = (0.1, 5.0)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-_STALE = re.compile(r"sente-(\d+)-[0-9a-f]{8}(\.wake\d+|\.stats|\.metrics)?")
+_STALE = re.compile(r"sente-(\d+)-[0-9a-f]{8}(\.wake\d+|\.stats|\.metrics|\.uid-[0-9a-f]+\.\d+(\.tmp)?)?")
 
 ReclaimHook = Callable[[int, list[bytes]], None]
 
@@ -235,7 +236,7 @@ class Supervisor:
         self.stats: ClusterStats | None = None
         self.metrics: MetricsBlock | None = None
         self._workers = [_Worker(i) for i in range(settings.workers)]
-        self._control: deque[bytes] = deque()
+        self._control: deque[tuple[bytes, bytes]] = deque()  # (registry key, payload) of uidport-close messages
         self._on_started: Callable[[Supervisor], None] | None = None
         self._signals: list[int] = []
         self._selector = selectors.DefaultSelector()
@@ -395,6 +396,7 @@ class Supervisor:
                 self.on_reclaimed(w.index, uids)
             except Exception:
                 log.exception("the on_reclaimed hook failed for worker %d", w.index)
+        remove_long_uids(self.shared.path, w.index)
         lived = time.monotonic() - w.started_at
         if not w.ready:
             w.failures += 1
@@ -413,7 +415,10 @@ class Supervisor:
         """The default ``on_reclaimed``: queue one ``uidport-close`` control message per uid (see the docstring)."""
         log.info("uids that left with worker %d: %s", index, ", ".join(repr(u) for u in uids[:20])
                  + (f" and {len(uids) - 20} more" if len(uids) > 20 else ""))
-        self._control.extend(uids)
+        assert self.shared is not None
+        for key in uids:
+            text = read_long_uid(self.shared.path, key, self.shared.workers) if key[:1] == LONG_PREFIX else None
+            self._control.append((key, UIDPORT_CLOSE if text is None else UIDPORT_CLOSE + b" " + text))
         self._flush_control(fallback=index)
 
     def _flush_control(self, fallback: int | None = None) -> None:
@@ -422,7 +427,7 @@ class Supervisor:
         live = [w.index for w in self._workers if w.running]
         target = live[0] if live else fallback if fallback is not None else 0
         while self._control:
-            if not self.shared.publish(target, KIND_CONTROL, self._control[0], UIDPORT_CLOSE):
+            if not self.shared.publish(target, KIND_CONTROL, *self._control[0]):
                 return  # that lane is full: retried on the next turn of the loop
             self._control.popleft()
 
@@ -483,6 +488,7 @@ class Supervisor:
         if reserved is not None:
             reserved.close()
         if self.shared is not None:
+            remove_long_uids(self.shared.path)
             self.shared.unlink()
             self.shared.close()
         if self.stats is not None:

@@ -24,6 +24,12 @@ Transport = Literal["ws", "ajax"]
 View = Literal["ws", "ajax", "any"]
 
 
+class Recipients(tuple[Any, ...]):
+    """The uids a batch from another process is for, when it names several (what ``publish_to`` sent)."""
+
+    __slots__ = ()
+
+
 class CorePeer(Protocol):
     """What a backplane calls on its core: other processes' presence decisions, closes, Ajax claims and handoffs."""
 
@@ -82,6 +88,11 @@ class Backplane(Protocol):
 
     def publish(self, transport: Transport, uid: Any | None, data: str | bytes) -> None:
         """Send a packed batch to the other processes: for ``uid``'s clients, or for every client when None."""
+        ...
+
+    def publish_to(self, transport: Transport, uids: list[Any], data: str | bytes) -> None:
+        """Send one packed batch to the other processes' clients of each of ``uids`` (all of them known to be
+        held elsewhere, see :meth:`remote`): one message per batch, not one per uid."""
         ...
 
     def publish_close(self, uid: Any) -> None:
@@ -153,6 +164,9 @@ class LocalBackplane:
         return False
 
     def publish(self, transport: Transport, uid: Any | None, data: str | bytes) -> None:
+        pass
+
+    def publish_to(self, transport: Transport, uids: list[Any], data: str | bytes) -> None:
         pass
 
     def publish_close(self, uid: Any) -> None:

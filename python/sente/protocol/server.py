@@ -34,8 +34,9 @@ from typing import Any, Literal
 
 from csente.types import DecodeError
 
+from .. import ratelog
 from ..packers import Packer
-from .backplane import Backplane, LocalBackplane
+from .backplane import Backplane, LocalBackplane, Recipients
 from .config import Response, ServerConfig
 from .events import (
     ALL_USERS_WITHOUT_UID,
@@ -656,8 +657,20 @@ class ServerCore(SansIOCore[Action]):
             self.stats.flush_latency.observe(max(0.0, now - buf.flush_at + window) / 1000.0)
         for events, uids in groups.values():
             self.stats.batch_events.observe(len(events))
-            self._deliver(transport, uids, self.packer.pack_batch(events), now, len(events))
+            data = self._pack_batch(events, len(uids))
+            if data is not None:
+                self._deliver(transport, uids, data, now, len(events))
         self._publish(transport, private, broadcasts)
+
+    def _pack_batch(self, events: list[Any], recipients: int) -> str | bytes | None:
+        """One batch packed, or None when the packer raised: that batch is skipped, the flush goes on."""
+        try:
+            return self.packer.pack_batch(events)
+        except Exception as e:
+            self.stats.send_errors += 1
+            ratelog.warn(log, "pack", "skipped a batch of %d events for %d uids: the packer raised %r",
+                         len(events), recipients, e, exc_info=e)
+            return None
 
     def _publish(
         self,
@@ -668,31 +681,53 @@ class ServerCore(SansIOCore[Action]):
         """Hand this flush's batches to the backplane for clients in other processes.
 
         Remote clients get a uid's own pushes and the broadcasts as separate batches (the local merge of
-        the two is per process); each batch is packed once whatever the number of remote processes.
+        the two is per process); each distinct batch is packed once and handed over once, with every remote
+        uid it is for (a broadcast to a uid set is one batch, however many uids).
         """
         backplane = self.backplane
+        by_batch: dict[str | bytes, list[Any]] = {}
         for uid, entries in private.items():
             if backplane.remote(uid, transport):
-                backplane.publish(transport, uid, self.packer.pack_batch([e for _, e in entries]))
+                data = self._pack_batch([e for _, e in entries], 1)
+                if data is not None:
+                    by_batch.setdefault(data, []).append(uid)
+        for data, uids in by_batch.items():
+            self._hand_over(transport, uids, data)
         if not broadcasts or not backplane.remote_any(transport):
             return
         if all(t is None for _, _, t in broadcasts):
-            backplane.publish(transport, None, self.packer.pack_batch([e for _, e, _ in broadcasts]))
+            data = self._pack_batch([e for _, e, _ in broadcasts], 0)
+            if data is not None:
+                self._hand_over(transport, None, data)
             return
         for _, encoded, targets in broadcasts:
-            data = self.packer.pack_batch([encoded])
-            if targets is None:
-                backplane.publish(transport, None, data)
+            remote = None if targets is None else [u for u in targets if backplane.remote(u, transport)]
+            if remote is None or remote:
+                data = self._pack_batch([encoded], len(remote or ()))
+                if data is not None:
+                    self._hand_over(transport, remote, data)
+
+    def _hand_over(self, transport: Transport, uids: list[Any] | None, data: str | bytes) -> None:
+        """One batch to the backplane (for ``uids``, or everyone); a failure there skips it and nothing else."""
+        try:
+            if uids is None:
+                self.backplane.publish(transport, None, data)
             else:
-                for uid in targets:
-                    if backplane.remote(uid, transport):
-                        backplane.publish(transport, uid, data)
+                self.backplane.publish_to(transport, uids, data)
+        except Exception as e:
+            self.stats.send_errors += 1
+            ratelog.warn(log, "publish", "a batch for other processes was not published: %r", e, exc_info=e)
 
     def deliver_remote(self, transport: Transport, uid: Any | None, data: str | bytes, now: float) -> None:
-        """A batch another process flushed: write it to this process's clients of ``uid`` (every client if None)."""
+        """A batch another process flushed: write it to this process's clients of ``uid`` (every client if None;
+        each uid of it if a :class:`~sente.protocol.backplane.Recipients`)."""
         by_uid = self._uid_clients[transport]
         if uid is None:
             self._deliver(transport, list(by_uid), data, now)
+        elif type(uid) is Recipients:
+            here = [u for u in uid if u in by_uid]
+            if here:
+                self._deliver(transport, here, data, now)
         elif uid in by_uid:
             self._deliver(transport, [uid], data, now)
 

@@ -50,6 +50,7 @@ class Counters:
         "events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received", "decode_errors",
         "slow_consumer_closes", "dropped_events", *(f"rejected_{r}" for r in REASONS),
         "backplane_published", "backplane_received", "backplane_dropped_outage", "backplane_dropped_queue_full",
+        "send_errors", "handler_errors",
     )
     __slots__ = (*COUNTERS, "flush_latency", "reply_latency", "batch_events")
 
@@ -77,6 +78,8 @@ class Counters:
     backplane_received: int
     backplane_dropped_outage: int
     backplane_dropped_queue_full: int
+    send_errors: int
+    handler_errors: int
 
     def histograms(self) -> tuple[Histogram, ...]:
         return self.flush_latency, self.reply_latency, self.batch_events

@@ -58,7 +58,7 @@ class AjaxClient:
         self.poll_workers: list[int] = []
 
     async def start(self) -> None:
-        status, _, token, headers = await fetch(self.port, "GET", f"/csrf-token?uid={self.uid}")
+        status, _, token, headers = await fetch(self.port, "GET", f"/csrf-token?uid={quote(self.uid)}")
         assert status == 200
         cookie = header(headers, "set-cookie")
         assert cookie is not None

@@ -18,7 +18,14 @@ import pytest
 from csente import shm
 from sente.app import SenteApp
 from sente.client import connect
-from sente.cluster.backplane import ShmBackplane, client_key
+from sente.cluster.backplane import (
+    UIDPORT_CLOSE,
+    ShmBackplane,
+    client_key,
+    read_long_uid,
+    registry_key,
+    uid_key,
+)
 from sente.server import ChannelSocketServer
 from tests.sente.conformance.replay import ServerThread
 
@@ -232,12 +239,13 @@ def test_ajax_text_batches_and_uid_left_records_do_not_share_a_kind(segment: str
         a, b = bps
         got: list[Any] = []
         b._on_batch = lambda t, uid, data: got.append((t, uid, data))
+        b.client_join("bob", "c1")  # an Ajax registration of bob on worker 1: the batch goes there
         a.publish("ajax", "bob", "[[[:t/p 1]] nil]")
         left: list[Any] = []
         a.state.publish(1, shm.KIND_CONTROL, client_key("bob", "c1", a.state.max_key), b"uidport-close")
         a.state.publish(1, shm.KIND_CONTROL, b'"carol"', b"uidport-close")
         deliver(b, left)
-        assert got == [("ajax", "bob", "[[[:t/p 1]] nil]")]
+        assert got == [("ajax", ("bob",), "[[[:t/p 1]] nil]")]
         assert left == ["carol"]  # a reclaimed client key is not a uid
     finally:
         for s in states:
@@ -257,3 +265,145 @@ def test_chsk_close_sent_on_one_worker_closes_the_uid_on_the_other(segment: str)
 
     with workers(segment) as (a, b):
         asyncio.run(main(a, b))
+
+
+# ---------------------------------------------------------------------- long uids, uid sets, full inboxes
+
+
+def test_a_uid_longer_than_a_registry_key_is_listed_by_every_worker_and_reported_when_its_worker_dies(
+        segment: str) -> None:
+    bps, _, states = backplanes(segment)
+    try:
+        a, b = bps
+        long_uid = "ü" * 300
+        assert len(uid_key(long_uid)) > a.state.max_key
+        assert b.join(long_uid, "ws") is True
+        key = registry_key(long_uid, a.state.max_key)
+        assert len(key) <= a.state.max_key
+        assert a.uids("ws") == {long_uid} and a.connected(long_uid) and a.remote(long_uid, "ws")
+        # what the supervisor sends when worker 1 dies holding it: the text rides in the payload
+        reclaimed = a.state.reclaim_worker(1, force=True)
+        assert reclaimed == [key]
+        text = read_long_uid(a.state.path, key, a.state.workers)
+        assert text == uid_key(long_uid)
+        a.state.publish(0, shm.KIND_CONTROL, key, UIDPORT_CLOSE + b" " + text)
+        left: list[Any] = []
+        deliver(a, left)
+        assert left == [long_uid]
+    finally:
+        for s in states:
+            s.close()
+
+
+def test_the_text_of_a_long_uid_is_kept_only_while_its_worker_holds_it(segment: str) -> None:
+    bps, _, states = backplanes(segment)
+    try:
+        a, b = bps
+        long_uid = "room/" + "x" * 200
+        key = registry_key(long_uid, a.state.max_key)
+        b.join(long_uid, "ws")
+        b.join(long_uid, "ajax")
+        b.leave(long_uid, "ws")
+        assert read_long_uid(a.state.path, key, 2) == uid_key(long_uid)
+        assert b.leave(long_uid, "ajax") is True
+        assert read_long_uid(a.state.path, key, 2) is None
+        assert a.uids("any") == frozenset()
+    finally:
+        for s in states:
+            s.close()
+
+
+def test_a_batch_for_many_uids_is_one_record_carrying_the_receivers_share(segment: str) -> None:
+    bps, _, states = backplanes(segment)
+    try:
+        a, b = bps
+        for i in range(500):
+            (b if i % 2 else a).join(f"user{i}", "ws")
+        got: list[Any] = []
+        b._on_batch = lambda t, uids, data: got.append((t, uids, data))
+        a.publish_to("ws", [f"user{i}" for i in range(500)], "[[[:t/b 1]] nil]")
+        deliver(b)
+        assert len(got) == 1
+        transport, uids, data = got[0]
+        assert (transport, data) == ("ws", "[[[:t/b 1]] nil]")
+        assert sorted(uids) == sorted(f"user{i}" for i in range(1, 500, 2))  # worker 1's share only
+    finally:
+        for s in states:
+            s.close()
+
+
+def test_a_full_inbox_holds_records_back_in_order_instead_of_dropping_them(segment: str) -> None:
+    async def main(a: ShmBackplane, b: ShmBackplane) -> None:
+        b.join("bob", "ws")
+        got: list[Any] = []
+        b._on_batch = lambda t, uids, data: got.append(data)
+        payload = "[[[:t/p \"" + "x" * 4000 + "\"]] nil]"
+        for n in range(200):  # ~800 KB for a 64 KiB lane
+            a.publish_to("ws", ["bob"], payload.replace("[:t/p", f"[:t/p{n}"))
+        assert a.waiting > 0
+        deadline = asyncio.get_running_loop().time() + 5
+        while (a.waiting or len(got) < 200) and asyncio.get_running_loop().time() < deadline:
+            deliver(b)
+            await asyncio.sleep(0.002)
+        assert [d[:len("[[[:t/pN")] for d in got[:3]] == ["[[[:t/p0", "[[[:t/p1", "[[[:t/p2"]
+        assert [int(d[len("[[[:t/p"):d.index(" ")]) for d in got] == list(range(200))
+        assert a.state.stats(1)["dropped"] == 0
+
+    bps, _, states = backplanes(segment)
+    try:
+        asyncio.run(main(*bps))
+    finally:
+        for s in states:
+            s.close()
+
+
+def test_past_the_outbox_cap_records_are_dropped_counted_and_logged_once(
+        segment: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def main(a: ShmBackplane, b: ShmBackplane) -> None:
+        b.join("bob", "ws")
+        a.max_outbox_bytes = 100_000
+        for _ in range(300):
+            a.publish_to("ws", ["bob"], "[[[:t/p \"" + "x" * 4000 + "\"]] nil]")
+        a.stop()
+
+    bps, _, states = backplanes(segment)
+    try:
+        asyncio.run(main(*bps))
+        dropped = bps[0].state.stats(1)["dropped"]
+        delivered = len(states[1].drain(1000))
+        assert dropped > 0 and dropped + delivered == 300
+        lines = [r for r in caplog.records if "dropped" in r.getMessage() and r.name == "sente.cluster"]
+        assert len(lines) == 1, [r.getMessage() for r in lines]
+    finally:
+        for s in states:
+            s.close()
+
+
+def test_a_record_larger_than_an_inbox_takes_goes_in_pieces_in_order_behind_what_waits(segment: str) -> None:
+    async def main(a: ShmBackplane, b: ShmBackplane) -> None:
+        b.join("bob", "ws")
+        got: list[Any] = []
+        b._on_batch = lambda t, uids, data: got.append((uids, data))
+        for n in range(40):  # fills the lane: the rest waits in the outbox
+            a.publish_to("ws", ["bob"], f"[[[:t/p {n} \"{'x' * 4000}\"]] nil]")
+        huge = "[[[:t/huge \"" + "x" * (3 * a.state.max_payload) + "\"]] nil]"
+        a.publish("ws", None, huge)  # a broadcast three inboxes long
+        many = [f"user-{i:03d}-" + "x" * 90 for i in range(600)]  # a uid frame larger than an inbox
+        for uid in many:
+            b.join(uid, "ws")
+        a.publish_to("ws", many, "[[[:t/room 1]] nil]")
+        deadline = asyncio.get_running_loop().time() + 5
+        while (a.waiting or len(got) < 42) and asyncio.get_running_loop().time() < deadline:
+            deliver(b)
+            await asyncio.sleep(0.002)
+        assert [d for _, d in got[:40]] == [f"[[[:t/p {n} \"{'x' * 4000}\"]] nil]" for n in range(40)]
+        assert got[40] == (None, huge)
+        assert got[41] == (tuple(many), "[[[:t/room 1]] nil]")
+        assert len(got) == 42 and a.state.stats(1)["dropped"] == 0
+
+    bps, _, states = backplanes(segment)
+    try:
+        asyncio.run(main(*bps))
+    finally:
+        for s in states:
+            s.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 from csente.types import Keyword
 from sente.packers import EdnPacker
-from sente.protocol.backplane import Transport, View
+from sente.protocol.backplane import Recipients, Transport, View
 from sente.protocol.config import ServerConfig
 from sente.protocol.requests import Request
 from sente.protocol.server import HANDOFF_WAIT_MS, Close, Dispatch, Respond, Send, ServerCore
@@ -85,6 +85,11 @@ class Member:
         for i, inbox in enumerate(self.cluster.inboxes):
             if i != self.index:
                 inbox.append(("batch", transport, uid, data))
+
+    def publish_to(self, transport: Transport, uids: list[Any], data: str | bytes) -> None:
+        for i, inbox in enumerate(self.cluster.inboxes):
+            if i != self.index:
+                inbox.append(("batch", transport, Recipients(uids), data))
 
     def publish_close(self, uid: Any) -> None:
         for i, inbox in enumerate(self.cluster.inboxes):
