@@ -63,7 +63,8 @@ BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 PUBLISH_INTERVAL_S = 1.0
 METRICS_PATH = "/metrics"
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-REASONS = ("csrf", "origin", "unauthorized", "no_client_id", "reject_fn", "size")
+REASONS = ("csrf", "origin", "unauthorized", "no_client_id", "reject_fn", "size", "header_size", "header_count",
+           "header_timeout", "bad_request", "flood")
 
 
 class Histogram:
@@ -383,7 +384,8 @@ HELP = {
     "batch_events": "Events per packed push batch.",
     "flush_latency_seconds": "From the first push of a batch to its write (the send-buffer window plus loop delay).",
     "reply_latency_seconds": "From an event with a callback arriving to the application's reply going out.",
-    "rejections": "Refused requests by reason (csrf, origin, unauthorized, no_client_id, reject_fn, size).",
+    "rejections": "Refused requests by reason (csrf, origin, unauthorized, no_client_id, reject_fn, size; request "
+                  "heads: header_size, header_count, header_timeout, bad_request; flood: a client over its share).",
     "decode_errors": "Unreadable messages from clients (dropped frames, Ajax POSTs answered 500).",
     "slow_consumer_closes": "WebSockets closed for holding more than max_outbound_bytes unsent.",
     "dropped_events": "Event messages dropped because the receive buffer was full.",
