@@ -73,8 +73,9 @@ class ServerConfig:
     Covers silent connections and ones that never upgrade nor poll; None turns it off."""
     max_queued_events_per_client: int = 100
     """Fairness: event messages one connection (or Ajax client) may have waiting in the receive buffer. At the cap
-    its WebSocket is no longer read until the handlers catch up (TCP backpressure); twice the cap (frames already
-    read) closes it with ``flood_close_code``; an Ajax POST at the cap is answered 429."""
+    its WebSocket is no longer read until the handlers catch up (TCP backpressure) and an Ajax POST is answered 429;
+    a WebSocket at the cap whose frames (already read) find the whole buffer full loses them and is closed with
+    ``flood_close_code``. Others' messages are never dropped for it."""
     flood_close_code: int = 1008
 
     def __post_init__(self) -> None:

@@ -242,6 +242,15 @@ class WsConnection(WSListener):
         if not self._closing and not self.closed:
             self._raw.write(frame)
 
+    def pause_reading(self) -> None:
+        """Stop reading the socket (backpressure: the peer's writes queue in the kernel, then block)."""
+        if not self.closed:
+            self._raw.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self.closed:
+            self._raw.resume_reading()
+
     @property
     def buffered_bytes(self) -> int:
         """Bytes queued in the transport's write buffer (not yet accepted by the kernel)."""
