@@ -456,6 +456,10 @@ class ChannelSocketServer:
     def ws_closed(self, conn: WsConnection, code: int | None) -> None:
         self._ws.pop(conn, None)
         self._paused.discard(conn)
+        if conn.failed is not None:
+            self.stats.count_rejection("protocol")
+            _client_log.warning("ws_protocol", "failed a WebSocket (client-id %r): %s",
+                                conn.request.param("client-id"), conn.failed)
         self.core.ws_close(conn, self._now())
         self._pump()
 

@@ -120,8 +120,8 @@ class SignedCookieSessions(_Store):
         if value is None or "." not in value:
             return None
         body, signature = value.rsplit(".", 1)
-        if not hmac.compare_digest(self._sign(body.encode()), signature):
-            return None
+        if not signature.isascii() or not hmac.compare_digest(self._sign(body.encode()), signature):
+            return None  # (compare_digest refuses non-ASCII str: a forged cookie must not raise)
         try:
             issued, session = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         except (ValueError, TypeError):

@@ -99,6 +99,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(obj, default=str)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c != 0x09} | {0x0A: "\\n", 0x0D: "\\r"}
+
+
+class LineFormatter(logging.Formatter):
+    """Plain text, one line per record: control characters in the message are escaped (``\\n``, ``\\x1b``), so
+    client-controlled text in a message (a client-id with a newline) cannot forge a log line or a terminal
+    sequence. A traceback, when there is one, follows on its own lines as usual."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_CONTROL)
+
+
 def configure_logging(settings: Settings, worker: int | str | None) -> None:
     """Root logging for this process, uvicorn's loggers included (see the module docstring).
 
@@ -110,7 +122,7 @@ def configure_logging(settings: Settings, worker: int | str | None) -> None:
     else:
         who = f"worker {worker}" if isinstance(worker, int) else worker or "sente"
         fmt = f"%(asctime)s %(levelname)s [{who} pid %(process)d] %(name)s: %(message)s"
-        handler.setFormatter(logging.Formatter(fmt))
+        handler.setFormatter(LineFormatter(fmt))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

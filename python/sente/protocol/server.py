@@ -36,6 +36,7 @@ from csente.types import DecodeError
 
 from ..metrics import batch_events, counters
 from ..packers import Packer
+from ..ratelog import RateLimitedLog
 from .backplane import Backplane, LocalBackplane
 from .config import Response, ServerConfig
 from .events import (
@@ -58,6 +59,7 @@ from .security import NO_CLIENT_ID, rejection
 from .timers import SansIOCore
 
 log = logging.getLogger("sente.server")
+_client_log = RateLimitedLog(log)  # what a client can cause: one line per interval per kind, ids shown with repr
 
 Transport = Literal["ws", "ajax"]
 TRANSPORTS: tuple[Transport, ...] = ("ws", "ajax")
@@ -339,7 +341,8 @@ class ServerCore(SansIOCore[Action]):
             payload, cb_id = self.packer.unpack_envelope(data)
         except DecodeError as e:
             self.stats.decode_errors += 1
-            log.warning("dropped an unreadable frame from client %s (uid %r): %s", client.client_id, client.uid, e)
+            _client_log.warning("decode", "dropped an unreadable frame from client %r (uid %r): %s",
+                                client.client_id, client.uid, e)
             return
         if isinstance(payload, list) and len(payload) == 1 and payload[0] is WS_PING:
             if _truthy(cb_id):
@@ -462,7 +465,7 @@ class ServerCore(SansIOCore[Action]):
         client = self._clients.get(("ajax", uid, client_id))
         if client is None:
             if batches:
-                log.info("dropped %d handed-off batches for client %s: not registered here", len(batches), client_id)
+                log.info("dropped %d handed-off batches for client %r: not registered here", len(batches), client_id)
             return
         if client.elsewhere is not None:  # claimed away again meanwhile: pass them on
             if batches:
@@ -478,7 +481,8 @@ class ServerCore(SansIOCore[Action]):
             client.handoff_at = at + len(batches)
             overflow = len(client.pending) - self.config.max_pending_batches
             if overflow > 0:
-                log.warning("dropped %d undelivered batches for client %s (cap reached)", overflow, client_id)
+                _client_log.warning("pending_cap", "dropped %d undelivered batches for client %r (cap reached)",
+                                    overflow, client_id)
                 del client.pending[:overflow]
                 client.handoff_at = max(0, client.handoff_at - overflow)
         if final and client.handoffs_due > 0:
@@ -488,7 +492,7 @@ class ServerCore(SansIOCore[Action]):
 
     def _on_handoff_timeout(self, client: _Client, gen: int, now: float) -> None:
         if client.handoff_gen == gen and client.handoffs_due:
-            log.info("delivering to client %s without %d handoff(s): none within %d ms",
+            log.info("delivering to client %r without %d handoff(s): none within %d ms",
                      client.client_id, client.handoffs_due, HANDOFF_WAIT_MS)
             client.handoffs_due = 0
             self._deliver_pending(client, now)
@@ -528,7 +532,7 @@ class ServerCore(SansIOCore[Action]):
             self._emit(Respond(handle, _ajax(self.packer.pack_envelope(DUMMY_CB_200, None))))
         client_id = request.client_id
         if client_id is None:
-            log.warning("dropped an Ajax event without a client-id: %r", payload)
+            _client_log.warning("no_client_id", "dropped an Ajax event without a client-id: %r", payload)
             return
         event = _guard_system(as_event(payload))
         self._emit(Dispatch(EventMsg(event, self._user_id(request), client_id, request, "ajax", reply)))
@@ -733,7 +737,8 @@ class ServerCore(SansIOCore[Action]):
         client.pending.append(data)
         overflow = len(client.pending) - self.config.max_pending_batches
         if overflow > 0:
-            log.warning("dropped %d undelivered batches for client %s (cap reached)", overflow, client.client_id)
+            _client_log.warning("pending_cap", "dropped %d undelivered batches for client %r (cap reached)",
+                                overflow, client.client_id)
             del client.pending[:overflow]
             client.handoff_at = max(0, client.handoff_at - overflow)
         if client.handle is not None:
@@ -741,7 +746,7 @@ class ServerCore(SansIOCore[Action]):
 
     def _on_pending_expiry(self, client: _Client, gen: int, now: float) -> None:
         if client.pending_gen == gen and client.pending:
-            log.info("dropped %d batches for client %s: no live channel within %d ms",
+            log.info("dropped %d batches for client %r: no live channel within %d ms",
                      len(client.pending), client.client_id, self.config.undelivered_ttl_ms)
             client.pending.clear()
             client.handoff_at = 0
