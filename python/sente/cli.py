@@ -24,7 +24,7 @@ from .protocol.config import ServerConfig
 # ServerConfig's numeric options become flags: lp_timeout_ms -> --lp-timeout-ms
 NUMERIC_OPTIONS = [f.name for f in dataclasses.fields(ServerConfig) if f.type in ("int", "int | None")]
 SETTING_FLAGS = ("host", "port", "workers", "packer", "log_level", "json_logs", "shutdown_timeout", "redis_url",
-                 "redis_ttl")
+                 "redis_ttl", "session_secret_file", "secure_cookies")
 
 
 def _sample_messages() -> list[tuple[str, Any, Any]]:
@@ -185,6 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--shutdown-timeout", metavar="SECONDS", help="time to drain on SIGTERM (default 10)")
     serve.add_argument("--redis-url", metavar="URL", help="join other nodes through this Redis (redis://host:6379/0)")
     serve.add_argument("--redis-ttl", metavar="SECONDS", help="a silent node leaves presence after (default 5)")
+    serve.add_argument("--session-secret-file", metavar="PATH",
+                       help="secret for signed session cookies, created once if missing "
+                            "(default $XDG_STATE_HOME/sente/session-secret; SENTE_SESSION_SECRET wins)")
+    serve.add_argument("--secure-cookies", action=argparse.BooleanOptionalAction, default=None,
+                       help="mark session cookies Secure (default: on under TLS)")
     for name in NUMERIC_OPTIONS:
         serve.add_argument("--" + name.replace("_", "-"), default=None, metavar="N", help=f"server option {name}")
     demo = sub.add_parser("demo", help="the demo: a live chat page on sente.js (sente serve sente.demo:app)")

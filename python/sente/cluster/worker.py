@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 
 from csente.shm import SharedState
 
+from .. import sessions
 from ..app import load_app_factory
 from ..config import Settings, settings_from_json
 from ..metrics import MetricsBlock, Publisher, SenteCollector
@@ -163,6 +164,9 @@ def serve_app(
     """
     global _current
     health = Health(worker=index)
+    sessions.SECURE_DEFAULT = settings.cookies_secure
+    if index is None:  # a supervisor resolved it for its workers
+        sessions.resolve_secret(settings.session_secret_file)
     shared: SharedState | None = None
     block: MetricsBlock | None = None
     publisher: Publisher | None = None
@@ -205,6 +209,7 @@ def serve_app(
             block.close()
         _current = None
         ChannelSocketServer.backplane_factory = None
+        sessions.SECURE_DEFAULT = False
         if shared is not None:
             shared.close()
 
