@@ -571,9 +571,11 @@ class ServerCore(SansIOCore[Action]):
     # ------------------------------------------------------------------ pushes
 
     def send(self, uid: Any, event: Any, now: float, *, flush: bool = False) -> bool:
-        """Buffer a push to every connection of ``uid``; True when the uid has a connection to take it.
+        """Buffer a push to every connection of ``uid``; True when the uid has a connection known to take it.
 
-        Connections in other processes count: the flushed batch goes to them through the backplane.
+        Connections in other processes count: the flushed batch goes to them through the backplane, which may
+        take it even for a uid it does not know yet (one that just connected on another node): that push goes
+        out, but is not counted here.
         """
         if uid is None:
             raise ValueError("send needs a uid (use sente/all-users-without-uid for clients without one)")
@@ -596,7 +598,9 @@ class ServerCore(SansIOCore[Action]):
             self._arm(transport, now)
         if flush:
             self.flush(now)
-        return True
+        # what the backplane knows, not what it publishes on a guess (CompositeBackplane.known_remote)
+        known = getattr(self.backplane, "known_remote", self.backplane.remote)
+        return any(uid in self._uid_clients[t] or known(uid, t) for t in targets)
 
     def broadcast(self, event: Any, now: float, *, uids: Iterable[Any] | None = None) -> None:
         """Push one event, encoded once, to ``uids`` (default: every uid connected at flush time)."""
