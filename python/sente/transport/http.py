@@ -117,12 +117,10 @@ class _LimitedHttpToolsProtocol(HttpToolsProtocol):
             return False
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError:
-            if self._refusal is not None:
+        except httptools.HttpParserError as e:  # a callback's error too (an unparsable URL in uvicorn's)
+            if isinstance(e, httptools.HttpParserCallbackError) and self._refusal is not None:
                 self._refuse(self._refusal)
                 return False
-            raise
-        except httptools.HttpParserError:
             self._cancel_head_timer()
             self.send_400_response("Invalid HTTP request received.")
             if self._limits.on_refused is not None:  # instead of uvicorn's WARNING line per bad request
@@ -136,6 +134,10 @@ class _LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return False
         return not self.transport.is_closing()
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """An ``Upgrade`` other than websocket: served as plain HTTP; uvicorn's WARNING per request is a DEBUG line."""
+        self.logger.debug("Unsupported upgrade request.")
 
     # -- parser callbacks -----------------------------------------------------------------------
 

@@ -174,3 +174,14 @@ def test_bad_requests_are_answered_400_and_counted() -> None:
         assert rejections("bad_request") - before == 3
 
     run(test)
+
+
+def test_a_request_line_with_an_unparsable_target_gets_400_like_any_bad_request() -> None:
+    async def test() -> None:
+        before = rejections("bad_request")
+        async with healthy_stream() as (peer, _):
+            for line in (b"GET  HTTP/1.0", b"GET  HTTP/2.0", b"GET http://[::1 HTTP/1.1"):
+                assert await raw_exchange(peer, line + b"\r\nHost: x\r\n\r\n") == 400
+        assert rejections("bad_request") - before == 3
+
+    run(test)
