@@ -33,7 +33,7 @@ import uvicorn
 
 from .app import SenteApp
 from .metrics import SenteCollector, counters, metrics_route
-from .ratelog import RateLimitedLog
+from .protocol.ratelog import RateLimitedLog
 from .server import AsgiApp
 from .transport.asgi import Receive, Scope, Send
 from .transport.http import HeadLimits, make_http_protocol_class

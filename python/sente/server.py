@@ -34,9 +34,9 @@ from .packers import Packer, get_packer
 from .protocol.backplane import Backplane, Transport
 from .protocol.config import Response, ServerConfig
 from .protocol.events import TIMEOUT
+from .protocol.ratelog import RateLimitedLog
 from .protocol.requests import Request
 from .protocol.server import AJAX_CONTENT_TYPE, Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore
-from .ratelog import RateLimitedLog
 from .sessions import Sessions, default_store
 from .transport.asgi import (
     TOO_LARGE,

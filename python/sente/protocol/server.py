@@ -36,7 +36,6 @@ from csente.types import DecodeError
 
 from ..metrics import batch_events, counters
 from ..packers import Packer
-from ..ratelog import RateLimitedLog
 from .backplane import Backplane, LocalBackplane
 from .config import Response, ServerConfig
 from .events import (
@@ -54,6 +53,7 @@ from .events import (
     as_event,
     make_event,
 )
+from .ratelog import RateLimitedLog
 from .requests import Request
 from .security import NO_CLIENT_ID, rejection
 from .timers import SansIOCore

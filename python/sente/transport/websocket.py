@@ -53,7 +53,7 @@ from urllib.parse import parse_qsl, unquote
 
 from picows import WSAutoPingStrategy, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from sente.ratelog import RateLimitedLog
+from sente.protocol.ratelog import RateLimitedLog
 from sente.transport.frames import build_binary_frame, build_close_frame, build_frame, build_text_frame
 
 if TYPE_CHECKING:
