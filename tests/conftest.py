@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,15 @@ REQUIRED_IN_CI = {
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    # sente serve keeps its session secret under $XDG_STATE_HOME: the servers the suite starts keep theirs here.
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="sente-test-state-")
     if os.environ.get("CI", "").lower() not in ("", "0", "false"):
         missing = [name for name, present in REQUIRED_IN_CI.items() if not present()]
         if missing:
             raise pytest.UsageError("CI is missing what the suite needs: " + "; ".join(missing))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = os.environ.get("XDG_STATE_HOME", "")
+    if os.path.basename(state).startswith("sente-test-state-"):
+        shutil.rmtree(state, ignore_errors=True)

@@ -17,6 +17,7 @@ input without a bounds test, hence no bounds checks.
 import collections.abc
 import datetime as _dt
 import re
+import sys
 from decimal import Decimal
 from fractions import Fraction
 from uuid import UUID
@@ -930,6 +931,13 @@ cdef object _fast_number(const unsigned char* p, Py_ssize_t n):
 
 
 cdef object _signed(object value, bint neg):
+    # Python writes integers of at most sys.get_int_max_str_digits() decimal digits (4300 by default; 0: no limit)
+    # and reads decimal ones only up to it, but hex, octal and radix ones of any size: one of those could be read
+    # and then never written back (a handler echoing it would fail). Refused here instead, like a decimal one.
+    if value.bit_length() > 2126:  # 640 digits, the lowest limit Python allows
+        limit = sys.get_int_max_str_digits()
+        if limit and value.bit_length() > int(limit * 3.321928094887362):  # log2(10): at most `limit` digits
+            raise ValueError(f"integer too large: over {limit} decimal digits")
     return -value if neg else value
 
 

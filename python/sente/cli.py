@@ -26,7 +26,7 @@ from .protocol.config import ServerConfig
 NUMERIC_OPTIONS = [f.name for f in dataclasses.fields(ServerConfig) if f.type in ("int", "int | None")]
 PACKER_NAMES = ["edn", "transit"]
 SETTING_FLAGS = ("host", "port", "workers", "packer", "log_level", "json_logs", "shutdown_timeout", "redis_url",
-                 "redis_ttl")
+                 "redis_ttl", "session_secret_file", "secure_cookies")
 
 
 def _version() -> str:
@@ -262,6 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "redis://127.0.0.1:6379/0 (default: none, this node alone)")
     serve.add_argument("--redis-ttl", metavar="SECONDS", help="a silent node leaves presence after this long "
                        "(default: 5)")
+    serve.add_argument("--session-secret-file", metavar="PATH",
+                       help="secret for signed session cookies, created once if missing "
+                            "(default: $XDG_STATE_HOME/sente/session-secret; SENTE_SESSION_SECRET wins)")
+    serve.add_argument("--secure-cookies", action=argparse.BooleanOptionalAction, default=None,
+                       help="mark session cookies Secure (default: on under TLS)")
     for name in NUMERIC_OPTIONS:
         serve.add_argument("--" + name.replace("_", "-"), default=None, metavar="N", help=_option_help(name))
     demo = sub.add_parser("demo", help="the demo: a live chat page on sente.js (sente serve sente.demo:app)",

@@ -19,7 +19,8 @@ The file is flat, with the same names as the settings (``-`` and ``_`` both acce
     lp_timeout_ms = 25000     # any numeric ServerConfig option; "none" turns off an optional one
 
 Names: ``host``, ``port``, ``workers``, ``packer``, ``log_level``, ``json_logs``, ``shutdown_timeout``,
-``redis_url`` (``SENTE_REDIS_URL``: join other nodes through Redis), ``redis_ttl`` and
+``redis_url`` (``SENTE_REDIS_URL``: join other nodes through Redis), ``redis_ttl``, ``session_secret_file``,
+``secure_cookies`` and
 every numeric :class:`~sente.protocol.config.ServerConfig` option (``NUMERIC_OPTIONS``).
 """
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from .protocol.config import ServerConfig
+from .sessions import read_secret
 
 MAX_WORKERS = 32
 """As many workers as the shared-memory segment has holder bits (``csente.shm.MAX_WORKERS``)."""
@@ -75,8 +77,20 @@ class Settings:
     """Join the other nodes of a cluster through this Redis (``redis://host:6379/0``); None: this node alone."""
     redis_ttl: float = 5.0
     """Seconds after which a node that stopped heartbeating to Redis leaves presence (its uids close)."""
+    session_secret_file: str | None = None
+    """The file holding the secret session cookies are signed with, created once when missing (default
+    ``$XDG_STATE_HOME/sente/session-secret``); ``SENTE_SESSION_SECRET`` (the secret itself) wins over it."""
+    secure_cookies: bool | None = None
+    """Mark session cookies ``Secure`` (HTTPS only); None: on when this server serves TLS."""
     server_options: Mapping[str, int | None] = field(default_factory=dict)
     """The numeric ServerConfig options that were set (only those), passed on to the app factory."""
+
+    @property
+    def cookies_secure(self) -> bool:
+        """``secure_cookies``, or when unset (auto) whether this server serves TLS (an ``ssl_certfile`` setting)."""
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return bool(getattr(self, "ssl_certfile", None))
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (for handing the settings to a worker process); :func:`settings_from_json` reads it."""
@@ -160,6 +174,27 @@ def _parse_redis_url(value: Any, where: str) -> str | None:
     return value.strip()
 
 
+def _parse_secret_file(value: Any, where: str) -> str | None:
+    """A path; a file that exists must hold a usable secret (a missing one is created at startup)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a file name, got {value!r}")
+    path = os.path.expanduser(value.strip())
+    if os.path.exists(path):
+        try:
+            read_secret(path)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return path
+
+
+def _parse_auto_bool(value: Any, where: str) -> bool | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    return _parse_bool(value, where)
+
+
 def _parse_option(name: str) -> Callable[[Any, str], int | None]:
     def parse(value: Any, where: str) -> int | None:
         if name in OPTIONAL_OPTIONS and (value is None or (isinstance(value, str) and value.lower() == "none")):
@@ -179,6 +214,8 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "shutdown_timeout": _parse_float,
     "redis_url": _parse_redis_url,
     "redis_ttl": _parse_float,
+    "session_secret_file": _parse_secret_file,
+    "secure_cookies": _parse_auto_bool,
     **{name: _parse_option(name) for name in NUMERIC_OPTIONS},
 }
 NAMES: tuple[str, ...] = tuple(_PARSERS)

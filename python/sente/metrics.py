@@ -252,7 +252,9 @@ HELP = {
     "batch_events": "Events per packed push batch.",
     "flush_latency_seconds": "From the first push of a batch to its write (the send-buffer window plus loop delay).",
     "reply_latency_seconds": "From an event with a callback arriving to the application's reply going out.",
-    "rejections": "Refused requests by reason (csrf, origin, unauthorized, no_client_id, reject_fn, size).",
+    "rejections": "Refused requests by reason (csrf, origin, unauthorized, no_client_id, reject_fn, size; request "
+                  "heads: header_size, header_count, header_timeout, bad_request; flood: a client over its share; "
+                  "protocol: a WebSocket failed for a frame RFC 6455 forbids).",
     "decode_errors": "Unreadable messages from clients (dropped frames, Ajax POSTs answered 500).",
     "slow_consumer_closes": "WebSockets closed for holding more than max_outbound_bytes unsent.",
     "dropped_events": "Event messages dropped because the receive buffer was full.",
@@ -264,7 +266,7 @@ HELP = {
     "worker_restarts": "Worker processes restarted by the supervisor (by worker index).",
     "worker_cpu_seconds": "CPU time (user + system) of the worker process running now (resets on restart).",
     "worker_resident_memory_bytes": "Resident memory of the worker process.",
-    "workers_up": "Worker processes running now.",
+    "workers_up": "Worker processes running and listening now.",
     "backplane_up": "Workers whose Redis backplane link is up (0 without Redis; compare with sente_workers_up).",
     "backplane_published": "Batches published to the other nodes through Redis.",
     "backplane_received": "Batches received from the other nodes through Redis.",
@@ -385,9 +387,11 @@ class SenteCollector(Collector):
             yield HistogramMetricFamily(name, HELP[unit_key], buckets=buckets, sum_value=cells[-1])
 
         if broker is not None:
-            yield from self._broker_families(rows, broker[1])
+            yield from self._broker_families(rows, broker[1], {r[1] for r in live})
 
-    def _broker_families(self, rows: list[tuple[int, int, Sequence[float]]], stats: Any) -> Iterator[Metric]:
+    def _broker_families(self, rows: list[tuple[int, int, Sequence[float]]], stats: Any,
+                         listening: set[int]) -> Iterator[Metric]:
+        """``listening``: pids of the workers that publish their row (they do once they listen): only those are up."""
         drops = CounterMetricFamily("sente_ring_drops", HELP["ring_drops"], labels=["worker"])
         restarts = CounterMetricFamily("sente_worker_restarts", HELP["worker_restarts"], labels=["worker"])
         cpu = CounterMetricFamily("sente_worker_cpu_seconds", HELP["worker_cpu_seconds"], labels=["worker"])
@@ -401,7 +405,7 @@ class SenteCollector(Collector):
             restarts.add_metric(label, stats.restarts(index))
             usage = process_usage(pid) if pid else None
             if usage is not None:
-                up += 1
+                up += pid in listening  # a started worker that does not listen yet is not up
                 cpu.add_metric(label, usage[0])
                 rss.add_metric(label, usage[1])
         yield drops

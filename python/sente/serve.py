@@ -35,12 +35,16 @@ import uvicorn
 
 from .app import SenteApp
 from .metrics import SenteCollector, metrics_route
+from .protocol.ratelog import RateLimitedLog
+from .protocol.stats import counters
 from .server import AsgiApp
 from .transport.asgi import Receive, Scope, Send
+from .transport.http import HeadLimits, make_http_protocol_class
 from .transport.sockets import bind_socket as bind_socket  # its old home: the listening socket is transport's
 from .transport.websocket import make_ws_protocol_class
 
 log = logging.getLogger("sente.serve")
+_refusals = RateLimitedLog(log)
 
 DRAIN_CLOSE_CODE = 1012
 """WebSocket close code on shutdown: 1012, service restart (Sente clients reconnect)."""
@@ -58,13 +62,17 @@ def uvicorn_config(
     log_config: Any = uvicorn.config.LOGGING_CONFIG,
     timeout_graceful_shutdown: float | None = None,
 ) -> uvicorn.Config:
-    """uvicorn settings for ``app``: httptools for HTTP, our picows bridge in the ``ws`` slot.
+    """uvicorn settings for ``app``: httptools with the request-head limits of ``app.server.config``
+    (:mod:`sente.transport.http`) for HTTP, our picows bridge in the ``ws`` slot.
 
     ``asgi`` replaces ``app.asgi`` for HTTP (e.g. wrapped in :func:`health_routes`); ``log_config=None`` leaves
     logging as the caller set it up.
     """
-    ws_protocol = make_ws_protocol_class(
-        lambda: app.server, max_message_size=app.server.config.max_ws_message_bytes
+    options = app.server.config
+    ws_protocol = make_ws_protocol_class(lambda: app.server, max_message_size=options.max_ws_message_bytes)
+    head_timeout = options.head_timeout_ms / 1000 if options.head_timeout_ms is not None else None
+    http_protocol = make_http_protocol_class(
+        HeadLimits(options.max_head_bytes, options.max_header_count, head_timeout, _head_refused)
     )
     loop = "uvloop" if _has_uvloop() else "asyncio"
     return uvicorn.Config(
@@ -72,13 +80,19 @@ def uvicorn_config(
         host=host,
         port=port,
         ws=cast(Any, ws_protocol),  # uvicorn's annotation wants asyncio.Protocol; a BufferedProtocol works
-        http="httptools",
+        http=cast(Any, http_protocol),  # uvicorn's annotation wants its own protocol classes; a subclass works
         loop=loop,
         lifespan="on",
         log_level=log_level,
         log_config=log_config,
         timeout_graceful_shutdown=cast(Any, timeout_graceful_shutdown),  # annotated int; a float works
     )
+
+
+def _head_refused(reason: str) -> None:
+    """A request head refused by :mod:`sente.transport.http`: counted, and one rate-limited line."""
+    counters().count_rejection(reason)
+    _refusals.warning(reason, "refused a request head: %s", reason.replace("_", " "))
 
 
 def run(app: SenteApp, host: str = "127.0.0.1", port: int = 8090, log_level: str = "info") -> None:

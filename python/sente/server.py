@@ -21,11 +21,12 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
+from urllib.parse import parse_qsl
 
 from csente.fanout import write_frame
 from csente.types import Keyword
 
-from . import metrics, ratelog
+from . import metrics
 from .handlers import Handlers
 from .keys import StrKeysPacker
 from .loop_timer import LoopTimer
@@ -33,6 +34,7 @@ from .packers import Packer, get_packer
 from .protocol.backplane import Backplane, Transport, join_remote
 from .protocol.config import Response, ServerConfig
 from .protocol.events import TIMEOUT
+from .protocol.ratelog import RateLimitedLog
 from .protocol.requests import Request
 from .protocol.server import AJAX_CONTENT_TYPE, Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore
 from .sessions import Sessions, default_store
@@ -51,10 +53,14 @@ from .transport.frames import build_binary_frame, build_text_frame
 from .transport.websocket import HttpResponse, UpgradeRequest, WsConnection
 
 log = logging.getLogger("sente.server")
+_client_log = RateLimitedLog(log)  # conditions a client can cause: one line per interval per kind
 
 Handler = Callable[[EventMsg], Awaitable[None] | None]
 AsgiApp = Callable[[Scope, Receive, AsgiSend], Awaitable[None]]
 CLOSED_BY_SERVER = Response(503, "Connection closed by the server", (("Content-Type", "text/plain; charset=utf-8"),))
+TOO_MANY = Response(429, "Too many events waiting", (("Content-Type", "text/plain; charset=utf-8"),))
+Source = WsConnection | AsgiWebSocket | tuple[str, str]
+"""Where an event message came from, for fairness: its WebSocket, or ``("ajax", client-id)``."""
 
 
 @runtime_checkable
@@ -117,8 +123,12 @@ class ChannelSocketServer:
         metrics.track(self)
         self.slow_consumer_closes = 0
         self.dropped_events = 0
-        self._recv: asyncio.Queue[EventMsg] | None = None
+        self._recv: asyncio.Queue[tuple[EventMsg, Source | None]] | None = None
         self._recv_size = recv_buffer
+        self._readers = 0  # the router and events() iterators reading the receive buffer now
+        self._source: Source | None = None  # the connection whose message the core is handling
+        self._queued: dict[Source, int] = {}  # messages each source has in the receive buffer
+        self._paused: set[WsConnection] = set()  # bridge WebSockets not read until the handlers catch up
         self._handlers: Handlers[Handler] = Handlers()
         self._ws: dict[Any, WsConnection | AsgiWebSocket] = {}
         self._http: dict[object, asyncio.Future[Response]] = {}
@@ -172,8 +182,14 @@ class ChannelSocketServer:
     async def events(self) -> AsyncIterator[EventMsg]:
         """Event messages as they arrive (an async iterator); the router reads the same stream."""
         queue = self._queue()
-        while True:
-            yield await queue.get()
+        self._readers += 1
+        try:
+            while True:
+                msg, source = await queue.get()
+                self._taken(source)
+                yield msg
+        finally:
+            self._readers -= 1
 
     def start_router(self, handler: Handler | None = None) -> Callable[[], None]:
         """Route every event message to ``handler`` (default: the registered handlers); returns a stop function.
@@ -189,16 +205,21 @@ class ChannelSocketServer:
         queue = self._queue()
 
         async def run() -> None:
-            while True:
-                msg = await queue.get()
-                try:
-                    result = route(msg)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception as e:
-                    self.stats.handler_errors += 1
-                    ratelog.warn(log, "handler", "the handler of %r (uid %r) raised %r", msg.id, msg.uid, e,
-                                 exc_info=e)
+            self._readers += 1
+            try:
+                while True:
+                    msg, source = await queue.get()
+                    self._taken(source)
+                    try:
+                        result = route(msg)
+                        if inspect.isawaitable(result):
+                            await result
+                    except Exception as e:
+                        self.stats.handler_errors += 1
+                        _client_log.warning("handler", "the handler of %r (uid %r) raised %r", msg.id, msg.uid, e,
+                                            exc_info=e)
+            finally:
+                self._readers -= 1
 
         self._router = asyncio.get_running_loop().create_task(run(), name="sente-router")
         return self.stop_router
@@ -216,7 +237,7 @@ class ChannelSocketServer:
             return None
         return handler(msg)
 
-    def _queue(self) -> asyncio.Queue[EventMsg]:
+    def _queue(self) -> asyncio.Queue[tuple[EventMsg, Source | None]]:
         if self._recv is None:
             self._recv = asyncio.Queue(self._recv_size)
         return self._recv
@@ -238,7 +259,7 @@ class ChannelSocketServer:
                 self._execute(action)
             except Exception as e:  # one failed write (a custom packer's output, a broken socket) is its own
                 self.stats.send_errors += 1
-                ratelog.warn(log, "action", "skipped a %s that could not be carried out: %r",
+                _client_log.warning("action", "skipped a %s that could not be carried out: %r",
                              type(action).__name__, e, exc_info=e)
         self._arm_timer()
         uids = self.connected_uids if self._uid_listeners else None
@@ -299,8 +320,8 @@ class ChannelSocketServer:
     def _close_slow(self, conn: WsConnection | AsgiWebSocket) -> None:
         self.slow_consumer_closes += 1
         self.stats.slow_consumer_closes += 1
-        log.warning("closing a slow consumer (client-id %r): %d bytes unsent",
-                    conn.request.param("client-id"), conn.buffered_bytes)
+        _client_log.warning("slow_consumer", "closing a slow consumer (client-id %r): %d bytes unsent",
+                            conn.request.param("client-id"), conn.buffered_bytes)
         conn.close(self.config.slow_consumer_close_code, "slow consumer")
 
     def _close(self, action: Close) -> None:
@@ -323,14 +344,61 @@ class ChannelSocketServer:
 
     def _enqueue(self, msg: EventMsg) -> None:
         queue = self._queue()
+        source = self._source if msg.transport is not None else None  # system events have no source
         if queue.full():
-            queue.get_nowait()  # a sliding buffer, as Sente's: the oldest message goes
+            cap = self.config.max_queued_events_per_client
+            if source is not None and self._readers and self._queued.get(source, 0) >= cap:
+                self._flooded(source)  # its own message goes, not someone else's
+                return
+            _, dropped = queue.get_nowait()  # a sliding buffer, as Sente's: the oldest message goes
+            self._taken(dropped)
             self.dropped_events += 1
             self.stats.dropped_events += 1
-            log.warning("receive buffer full (%d): dropped the oldest event message", self._recv_size)
+            _client_log.warning("recv_full", "receive buffer full (%d): dropped the oldest event message",
+                                self._recv_size)
         if msg.reply is not None:
             msg.reply = self._timed_reply(msg.reply)
-        queue.put_nowait(msg)
+        queue.put_nowait((msg, source))
+        if source is not None:
+            self._queued[source] = count = self._queued.get(source, 0) + 1
+            if self._readers and isinstance(source, WsConnection):
+                self._throttle(source, count, queue)
+
+    def _throttle(self, conn: WsConnection, count: int,
+                  queue: asyncio.Queue[tuple[EventMsg, Source | None]]) -> None:
+        """Fairness: stop reading a WebSocket at its share of the receive buffer, or when the buffer is nearly
+        full (frames already read still arrive: one read can hold many)."""
+        cap = self.config.max_queued_events_per_client
+        if (count >= cap or queue.qsize() * 10 >= self._recv_size * 9) and conn not in self._paused:
+            self._paused.add(conn)
+            conn.pause_reading()
+
+    def _flooded(self, source: Source) -> None:
+        """The receive buffer is full and ``source`` holds its share of it already: its new message is dropped
+        and a WebSocket is closed with ``flood_close_code`` (an Ajax POST at its share was answered 429)."""
+        self.dropped_events += 1
+        self.stats.dropped_events += 1
+        if isinstance(source, tuple) or source.closed:
+            return
+        self.stats.count_rejection("flood")
+        _client_log.warning("flood", "closing a flooding WebSocket (client-id %r): receive buffer full, %d of its "
+                            "events waiting", source.request.param("client-id"), self._queued.get(source, 0))
+        source.close(self.config.flood_close_code, "too many events")
+
+    def _taken(self, source: Source | None) -> None:
+        """A message left the receive buffer: resume the WebSockets paused for it once below half."""
+        if source is None:
+            return
+        count = self._queued.get(source, 0) - 1
+        if count > 0:
+            self._queued[source] = count
+        else:
+            self._queued.pop(source, None)
+        if self._paused and (self._recv is None or self._recv.qsize() * 2 <= self._recv_size):
+            half = self.config.max_queued_events_per_client // 2
+            for conn in [c for c in self._paused if self._queued.get(c, 0) <= half]:
+                self._paused.discard(conn)
+                conn.resume_reading()
 
     def _timed_reply(self, reply: Callable[[Any], bool]) -> Callable[[Any], bool]:
         """``reply`` observing ``sente_reply_latency_seconds``: from the event's arrival to the reply going out."""
@@ -383,11 +451,20 @@ class ChannelSocketServer:
     def ws_message(self, conn: WsConnection, data: str | bytes) -> None:
         self.stats.events_received += 1
         self.stats.bytes_received += len(data)
-        self.core.ws_message(conn, data, self._now())
-        self._pump()
+        self._source = conn
+        try:
+            self.core.ws_message(conn, data, self._now())
+            self._pump()
+        finally:
+            self._source = None
 
     def ws_closed(self, conn: WsConnection, code: int | None) -> None:
         self._ws.pop(conn, None)
+        self._paused.discard(conn)
+        if conn.failed is not None:
+            self.stats.count_rejection("protocol")
+            _client_log.warning("ws_protocol", "failed a WebSocket (client-id %r): %s",
+                                conn.request.param("client-id"), conn.failed)
         self.core.ws_close(conn, self._now())
         self._pump()
 
@@ -457,7 +534,15 @@ class ChannelSocketServer:
             await send_response(send, Response(405, "Method Not Allowed"), [("Allow", "GET, POST")])
             return
         body = b""
+        source: Source | None = None
         if method == "POST":
+            source = ("ajax", _client_id(scope))
+            if self._readers and self._queued.get(source, 0) >= self.config.max_queued_events_per_client:
+                self.stats.count_rejection("flood")
+                _client_log.warning("flood", "answered 429 to an Ajax POST (client-id %r): %d events waiting",
+                                    source[1], self._queued[source])
+                await send_response(send, TOO_MANY)
+                return
             read = await read_body(receive, self.config.max_body_bytes)
             if read is None:
                 self.stats.count_rejection("size")
@@ -470,11 +555,15 @@ class ChannelSocketServer:
         handle = object()
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._http[handle] = future
-        if method == "GET":
-            self.core.ajax_get(handle, request, self._now())
-        else:
-            self.core.ajax_post(handle, request, self._now())
-        self._pump()
+        self._source = source
+        try:
+            if method == "GET":
+                self.core.ajax_get(handle, request, self._now())
+            else:
+                self.core.ajax_post(handle, request, self._now())
+            self._pump()
+        finally:
+            self._source = None
         if not future.done():
             gone = asyncio.ensure_future(wait_for_disconnect(receive))
             await asyncio.wait((future, gone), return_when=asyncio.FIRST_COMPLETED)
@@ -557,6 +646,15 @@ class ChannelSocketServer:
         for conn in list(self._ws.values()):
             conn.close(close_code)
         self._pump()
+
+
+def _client_id(scope: Scope) -> str:
+    """The ``client-id`` query parameter of an ASGI request ("" without one)."""
+    query: bytes = scope.get("query_string", b"")
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name == "client-id":
+            return value
+    return ""
 
 
 def _size(data: str | bytes) -> int:

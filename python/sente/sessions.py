@@ -8,11 +8,16 @@ stores share one interface (``load``, ``new``, ``save``):
 * :class:`SignedCookieSessions` keeps the (small, JSON-able) session in the cookie itself, signed with
   HMAC-SHA256, so every worker of a broker (or every node) reads the same session with no shared store.
 
-:func:`default_store` picks the signed store when ``SENTE_SESSION_SECRET`` is set (the broker's supervisor
-sets it for its workers) and the memory store otherwise. The CSRF token lives in the session
-(``session["csrf-token"]``), where :func:`sente.protocol.config.default_csrf_token` looks for it; a page gets
-it from a route that calls :meth:`csrf_token` (``ChannelSocketServer.asgi(csrf_token_path=...)``) and sends
-it back as the ``csrf-token`` query parameter (WebSocket, Ajax GET) or the ``X-CSRF-Token`` header (POST).
+:func:`default_store` picks the signed store when ``SENTE_SESSION_SECRET`` is set and the memory store otherwise.
+``sente serve`` always sets it (:func:`resolve_secret`): from the environment, else from a secret file created once
+(``--session-secret-file``, default ``$XDG_STATE_HOME/sente/session-secret``), so sessions survive restarts and
+every worker reads every session. Cookies are HttpOnly, SameSite=Strict, and ``Secure`` when the store's ``secure``
+is set (default :data:`SECURE_DEFAULT`, which ``sente serve`` sets from ``--secure-cookies``, on under TLS).
+
+The CSRF token lives in the session (``session["csrf-token"]``), where
+:func:`sente.protocol.config.default_csrf_token` looks for it; a page gets it from a route that calls
+:meth:`csrf_token` (``ChannelSocketServer.asgi(csrf_token_path=...)``) and sends it back as the ``csrf-token``
+query parameter (WebSocket, Ajax GET) or the ``X-CSRF-Token`` header (POST).
 """
 
 from __future__ import annotations
@@ -21,22 +26,32 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 SECRET_ENV = "SENTE_SESSION_SECRET"
+MIN_SECRET_CHARS = 16
+SECURE_DEFAULT = False
+"""Whether new stores mark their cookie ``Secure`` (sent over HTTPS only); ``sente serve`` sets it."""
+
+log = logging.getLogger("sente.sessions")
 
 
 class _Store:
     cookie_name: str
     max_age_s: float
+    secure: bool
 
     def _cookie(self, value: str) -> str:
-        return f"{self.cookie_name}={value}; Path=/; HttpOnly; SameSite=Strict"  # a browser-session cookie, as Ring's
+        # a browser-session cookie, as Ring's
+        secure = "; Secure" if self.secure else ""
+        return f"{self.cookie_name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}"
 
     def get_or_create(self, cookies: Mapping[str, str]) -> tuple[dict[str, Any], bool]:
         """The request's session, or a new one (then True: save it to send its cookie)."""
@@ -61,8 +76,10 @@ class _Store:
 class SessionStore(_Store):
     """In-memory sessions with a size cap and an idle expiry (oldest evicted first)."""
 
-    def __init__(self, cookie_name: str = "sente-session", max_sessions: int = 100_000, ttl_s: float = 86_400) -> None:
+    def __init__(self, cookie_name: str = "sente-session", max_sessions: int = 100_000, ttl_s: float = 86_400,
+                 *, secure: bool | None = None) -> None:
         self.cookie_name = cookie_name
+        self.secure = SECURE_DEFAULT if secure is None else secure
         self.max_sessions = max_sessions
         self.max_age_s = ttl_s
         self._sessions: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
@@ -104,11 +121,13 @@ class SessionStore(_Store):
 class SignedCookieSessions(_Store):
     """Sessions carried in a signed cookie: the same session in every process that knows the secret."""
 
-    def __init__(self, secret: str | bytes, cookie_name: str = "sente-session", max_age_s: float = 86_400) -> None:
-        if len(secret) < 16:
-            raise ValueError("the session secret must be at least 16 characters")
+    def __init__(self, secret: str | bytes, cookie_name: str = "sente-session", max_age_s: float = 86_400,
+                 *, secure: bool | None = None) -> None:
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"the session secret must be at least {MIN_SECRET_CHARS} characters")
         self._key = secret.encode() if isinstance(secret, str) else secret
         self.cookie_name = cookie_name
+        self.secure = SECURE_DEFAULT if secure is None else secure
         self.max_age_s = max_age_s
 
     def _sign(self, payload: bytes) -> str:
@@ -120,8 +139,8 @@ class SignedCookieSessions(_Store):
         if value is None or "." not in value:
             return None
         body, signature = value.rsplit(".", 1)
-        if not hmac.compare_digest(self._sign(body.encode()), signature):
-            return None
+        if not signature.isascii() or not hmac.compare_digest(self._sign(body.encode()), signature):
+            return None  # (compare_digest refuses non-ASCII str: a forged cookie must not raise)
         try:
             issued, session = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         except (ValueError, TypeError):
@@ -142,9 +161,73 @@ class SignedCookieSessions(_Store):
 Sessions = SessionStore | SignedCookieSessions
 
 
-def default_store(cookie_name: str = "sente-session") -> Sessions:
-    """Signed cookies when ``SENTE_SESSION_SECRET`` is set (brokers, clusters), memory otherwise."""
+def default_store(cookie_name: str = "sente-session", *, secure: bool | None = None) -> Sessions:
+    """Signed cookies when ``SENTE_SESSION_SECRET`` is set (``sente serve``, brokers, clusters), memory otherwise."""
     secret = os.environ.get(SECRET_ENV)
     if secret:
-        return SignedCookieSessions(secret, cookie_name)
-    return SessionStore(cookie_name)
+        return SignedCookieSessions(secret, cookie_name, secure=secure)
+    return SessionStore(cookie_name, secure=secure)
+
+
+# ---------------------------------------------------------------------- a secret that survives restarts
+
+
+def default_secret_path() -> Path:
+    """``$XDG_STATE_HOME/sente/session-secret`` (``~/.local/state/sente/session-secret`` by default)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / "sente" / "session-secret"
+
+
+def read_secret(path: str | os.PathLike[str]) -> str:
+    """The secret a file holds (surrounding whitespace stripped); ValueError when it is too short to sign with."""
+    secret = Path(path).read_text(encoding="utf-8").strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ValueError(f"{path}: the session secret must be at least {MIN_SECRET_CHARS} characters")
+    return secret
+
+
+def load_or_create_secret(path: str | os.PathLike[str]) -> tuple[str, bool]:
+    """The secret in ``path``, created there when the file does not exist (mode 0600, its directory 0700,
+    written whole before it appears, so processes racing to create it all read the same); (secret, created)."""
+    target = Path(path)
+    if target.exists():
+        return read_secret(target), False
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(temporary, target)  # fails if another process created it meanwhile: then that one is read
+            created = True
+        except FileExistsError:
+            created = False
+    finally:
+        os.unlink(temporary)
+    return read_secret(target), created
+
+
+def resolve_secret(path: str | os.PathLike[str] | None = None) -> str:
+    """The session secret ``sente serve`` signs cookies with, put in ``SENTE_SESSION_SECRET`` for this process and
+    its workers: that variable when set, else the secret file ``path`` (default :func:`default_secret_path`),
+    created with a loud warning when missing. When no file can be written there, a warning says sessions will not
+    survive a restart and a random secret is used."""
+    secret = os.environ.get(SECRET_ENV)
+    if secret:
+        return secret
+    file = Path(path) if path is not None else default_secret_path()
+    try:
+        secret, created = load_or_create_secret(file)
+    except (OSError, ValueError) as e:
+        secret = secrets.token_urlsafe(48)
+        log.warning("cannot use the session secret file %s (%s): using a random secret, so every session ends "
+                    "when this server restarts; give one with --session-secret-file or %s",
+                    file, e.strerror if isinstance(e, OSError) else e, SECRET_ENV)
+    else:
+        if created:
+            log.warning("generated a new session secret in %s: sessions now survive restarts of this server; keep the "
+                        "file private, and give every node of a cluster the same secret (--session-secret-file or %s)",
+                        file, SECRET_ENV)
+    os.environ[SECRET_ENV] = secret
+    return secret

@@ -74,11 +74,13 @@ from typing import Any
 
 from csente import shm
 
-from .. import edn, ratelog
+from .. import edn
 from ..metrics import counters
 from ..protocol.backplane import CorePeer, Recipients, Transport, View
+from ..protocol.ratelog import RateLimitedLog
 
 log = logging.getLogger("sente.cluster")
+_rate_log = RateLimitedLog(log)  # drops and unreadable records: one line per interval per kind, with a count
 
 KIND_WS_TEXT, KIND_WS_BINARY, KIND_AJAX_TEXT, KIND_AJAX_BINARY = 1, 2, 4, 5  # 3 is shm.KIND_CONTROL
 KIND_AJAX_HANDOFF = 6
@@ -419,7 +421,7 @@ class ShmBackplane:
         if n <= 0:
             return
         self.state.count_drops(dest, n)
-        ratelog.warn(log, "ring-drop", "dropped %d record(s) for worker %d: %s", n, dest, why)
+        _rate_log.warning("ring-drop", "dropped %d record(s) for worker %d: %s", n, dest, why)
 
     # ------------------------------------------------------------------ Ajax clients across workers
 
@@ -581,4 +583,4 @@ class ShmBackplane:
                 self._on_batch(transport, uids, payload if binary else payload.decode())
         except Exception as e:  # one bad record must not stop the worker's inbox
             counters().send_errors += 1
-            ratelog.warn(log, "inbox", "dropped an unreadable inbox record (kind %d): %r", kind, e, exc_info=e)
+            _rate_log.warning("inbox", "dropped an unreadable inbox record (kind %d): %r", kind, e, exc_info=e)

@@ -1,14 +1,18 @@
 """One :class:`~sente.protocol.backplane.Backplane` made of this node's (shared memory, or this process alone)
 and the other nodes' (:class:`~sente.cluster.redis.RedisLink`).
 
-A server core sees one backplane, as before. Presence is the union of the two views; a flushed batch goes to the
-node's other workers through ``local`` when they hold the uid, and to other nodes through Redis when they do,
-each packed once by the core. ``uidport-open``/``close`` are decided by Redis while it is reachable (an atomic
-script per change, so once for the whole cluster; the answer comes back a moment later and the event fires
-then, on the worker that made the change), and by the node's own view while it is not.
-``[:chsk/close]`` reaches every node: this node's workers through ``local``, the others through a close
-message on the uid's Redis slot channel, which each worker holding the uid receives (it subscribes to the slots
-of its own uids) and answers by closing its own connections. Like a batch, it is lost while Redis is down.
+A server core sees one backplane, as before. Presence is the union of the two views (``connected_uids`` and what
+``send`` answers). A flushed batch goes to the node's other workers through ``local`` when they hold the uid, and
+through Redis while it is up whenever another node holds it or this node does not: the uid may have connected on
+another node a moment ago, before the view heard of it, and every worker listens to every uid's channel from the
+moment it serves (so a push sent after a handshake went out on any node reaches it). Broadcasts go through Redis
+whenever it is up. Each batch is packed once by the core.
+
+``uidport-open``/``close`` are decided by Redis while it is reachable (an atomic script per change, so once for
+the whole cluster; the answer comes back a moment later and the event fires then, on the worker that made the
+change), and by the node's own view while it is not. ``[:chsk/close]`` reaches every node: this node's workers
+through ``local``, the others through a close message on the uid's Redis slot channel, which each worker holding
+the uid answers by closing its own connections. Like a batch, it is lost while Redis is down.
 
 Ajax clients without sticky sessions are a node matter: the client registry, poll claims and handoffs go to
 ``local`` only, so across machines a load balancer must keep an Ajax client on one node (any worker of it).
@@ -66,21 +70,28 @@ class CompositeBackplane:
         return self.local.connected(uid) or self.link.connected(uid)
 
     def remote(self, uid: Any, transport: Transport) -> bool:
+        return self.local.remote(uid, transport) or self._to_link(uid, transport)
+
+    def known_remote(self, uid: Any, transport: Transport) -> bool:
+        """:meth:`remote` without the guess: another worker or node is known to hold ``uid`` (``send``'s answer)."""
         return self.local.remote(uid, transport) or self.link.remote(uid, transport)
 
+    def _to_link(self, uid: Any, transport: Transport) -> bool:
+        """Whether a batch for ``uid`` goes to the other nodes: one holds it, or (Redis up) this node does not."""
+        return self.link.active and (self.link.remote(uid, transport) or not self.local.connected(uid))
+
     def remote_any(self, transport: Transport) -> bool:
-        return self.local.remote_any(transport) or self.link.remote_any(transport)
+        return self.local.remote_any(transport) or self.link.active
 
     def publish(self, transport: Transport, uid: Any | None, data: str | bytes) -> None:
         if uid is None:
             if self.local.remote_any(transport):
                 self.local.publish(transport, None, data)
-            if not self.link.active or self.link.remote_any(transport):  # down: counted as dropped
-                self.link.publish(transport, None, data)
+            self.link.publish(transport, None, data)  # while Redis is down: counted as dropped
             return
         if self.local.remote(uid, transport):
             self.local.publish(transport, uid, data)
-        if self.link.remote(uid, transport):
+        if self._to_link(uid, transport):
             self.link.publish(transport, uid, data)
 
     def publish_to(self, transport: Transport, uids: list[Any], data: str | bytes) -> None:

@@ -14,10 +14,11 @@ received by each of them (each delivers to its own connections only).
 Channels (``<prefix>`` is ``sente`` unless told):
 
 * ``<prefix>:b:<slot>``: batches for uids whose ``crc32(uid EDN) % slots`` is ``slot`` (``slots``, default 256).
-  A worker subscribes to the slots of the uids it holds, so with few uids per node a node does not receive the
-  traffic of uids it has never seen; with many uids (several per slot) every worker ends up subscribed to every
-  slot and filters by uid on delivery: the channel count stays bounded whatever the number of uids, at the cost
-  of receiving pushes for neighbours in the same slot. More slots: finer filtering, more subscriptions.
+  Every worker subscribes to every slot once, before its link counts as up, and its core delivers only to its
+  own clients: a client's uid is reachable from the moment the worker serves it, whatever the other nodes know
+  yet (a per-uid subscription made at connect time would still be in flight when the handshake goes out). The
+  channel count stays bounded whatever the number of uids; the cost is that each worker receives every
+  cross-node push (Redis's fan-out), and drops those for uids it does not hold.
 * ``<prefix>:b:all``: broadcasts (every worker subscribes).
 * ``<prefix>:presence``: presence changes, published by the Lua scripts below.
 
@@ -28,10 +29,9 @@ uid's EDN, the batch. Messages from the receiver's own node are ignored (its wor
 memory); :class:`sente.Publisher` sends with an empty node id, so every node delivers those.
 
 A *close* message (flag bit 4, no transport bits, empty batch) is Sente's ``[:chsk/close]`` for the uid, sent on
-the uid's slot channel: every worker of another node that holds a connection of the uid holds its slot, so is
-subscribed, and closes its own connections (``CorePeer.close_uid_here``); workers subscribed to the slot for
-other uids find nothing to close. It is not forwarded through shared memory (each holder got it already). A node
-that predates the flag sees no transport bit and ignores it.
+the uid's slot channel: every worker of another node that holds the uid (in its registered presence) closes its
+own connections (``CorePeer.close_uid_here``); the others ignore it. It is not forwarded through shared memory
+(each holder got it already). A node that predates the flag sees no transport bit and ignores it.
 
 Presence (keys share the hash tag ``{<prefix>}``): ``{p}:u:<uid EDN>`` is a hash member → transport mask
 (1 ws, 2 ajax) of the *members* (one per worker: ``<node id>|<worker index>``) holding the uid;
@@ -43,14 +43,17 @@ which fires the event. Every worker refreshes its member's expiry each ``heartbe
 expired ``ttl_s`` after their last heartbeat (a killed node): the sweep that removes a member reports the uids
 that left the cluster with it, and that worker fires their ``uidport-close``. Every worker keeps a view of
 the other nodes' presence (a snapshot on connect, then the change messages; changes older than the snapshot
-are skipped by their sequence number), so ``connected_uids``, ``send`` (is the uid anywhere?) and the choice
-to publish at all are answered locally, without a round trip.
+are skipped by their sequence number), so ``connected_uids`` and ``send``'s answer (is the uid anywhere?) are
+answered locally, without a round trip. Whether to publish does not wait for the view: a push for a uid this node
+does not hold goes to the uid's slot while the link is up (the uid may have connected elsewhere a moment ago),
+and broadcasts go to ``b:all`` (see :class:`~sente.cluster.composite.CompositeBackplane`).
 
 Guarantees: **at most once** (Redis pub/sub keeps nothing: a message published while a subscriber is
 disconnected is lost to it) and **per-sender order** (a worker publishes over one connection, in order, so
 every receiver sees one sender's batches in the order they were flushed; batches of different senders may
-interleave). A push to a uid that connected to another node in the last few milliseconds may be lost (the
-sender's view has not caught up).
+interleave). A push sent after a client's handshake was written on another node reaches it while Redis is up
+(that worker subscribed to every slot before serving). One race remains: a uid this node holds too, that opened
+a connection on another node a few milliseconds before the push (the view decides then, and may lag).
 
 Outages (Redis unreachable): each node goes on with its local view: presence, sends, broadcasts and
 uidport events between its own workers, exactly as without Redis. Cross-node batches are *dropped* (counted
@@ -102,8 +105,6 @@ MAX_QUEUE_BYTES = 64 << 20
 MAX_PRESENCE_OPS = 100_000
 """Queued presence changes beyond which they are replaced by one full re-registration."""
 PIPELINE = 512
-SUBSCRIBE_POLL_S = 0.02
-"""How long the reader waits for a message before it looks for subscription changes."""
 FLUSH_ON_CLOSE_S = 1.0
 
 OnBatch = Callable[[Transport, Any, "str | bytes"], None]
@@ -320,8 +321,6 @@ class RedisLink:
         # this worker's own presence (kept while Redis is down, for the re-registration)
         self._mine: dict[bytes, int] = {}
         self._mine_version = 0
-        self._slot_refs: dict[int, int] = {}
-        self._subscribed: set[str] = set()
         # the other nodes' presence: uid EDN -> {member: mask}
         self._view: dict[bytes, dict[str, int]] = {}
         self._values: dict[bytes, Any] = {}
@@ -334,7 +333,6 @@ class RedisLink:
         self._reset_due = True
         self._first_reset = True
         self._wake: asyncio.Event | None = None
-        self._subs_synced: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._on_batch: OnBatch | None = None
         self._on_open: OnUid | None = None
@@ -381,19 +379,11 @@ class RedisLink:
         """This worker now holds ``uid`` on ``mask`` (0: not at all). True when Redis decides the uidport event
         (answered later through the callbacks); False when Redis is down and the caller's ``fallback`` stands."""
         key = uid_key(uid)
-        old = self._mine.get(key, 0)
         self._mine_version += 1
         if mask:
             self._mine[key] = mask
         else:
             self._mine.pop(key, None)
-        if bool(old) != bool(mask):
-            slot = zlib.crc32(key) % self.slots
-            n = self._slot_refs.get(slot, 0) + (1 if mask else -1)
-            if n > 0:
-                self._slot_refs[slot] = n
-            else:
-                self._slot_refs.pop(slot, None)
         if not self.active:
             return False
         if len(self._ops) >= MAX_PRESENCE_OPS:
@@ -445,7 +435,6 @@ class RedisLink:
         self._on_batch, self._on_open, self._on_close = on_batch, on_open, on_close
         self._on_close_uid = on_close_uid
         self._wake = asyncio.Event()
-        self._subs_synced = asyncio.Event()
         self._closing = False
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"sente-redis {self.member}")
         metrics.track_link(self)
@@ -546,9 +535,9 @@ class RedisLink:
         try:
             await asyncio.wait_for(client.ping(), timeout)
             self.stats.connects += 1
-            self._subscribed = set()
-            await pubsub.subscribe(self._presence_ch, channel_for(self.prefix, None))
-            await self._sync_subscriptions(pubsub)
+            # every slot before the link is up: a client served from then on gets what any node sends its uid
+            await pubsub.subscribe(self._presence_ch, channel_for(self.prefix, None),
+                                   *(f"{self.prefix}:b:{slot}" for slot in range(self.slots)))
             version = self._mine_version
             await self._reset(client)
             await self._snapshot(client)
@@ -557,7 +546,7 @@ class RedisLink:
                 self._reset_due = True
             loop = asyncio.get_running_loop()
             tasks = [loop.create_task(c) for c in
-                     (self._reader(client, pubsub), self._writer(client, pubsub), self._heartbeat(client))]
+                     (self._reader(client, pubsub), self._writer(client), self._heartbeat(client))]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # raises what ended the session
@@ -571,21 +560,6 @@ class RedisLink:
                 await pubsub.aclose()
             with contextlib.suppress(BaseException):
                 await client.aclose()
-
-    def _wanted(self) -> set[str]:
-        return {channel_for(self.prefix, None)} | {f"{self.prefix}:b:{slot}" for slot in self._slot_refs}
-
-    def _subscriptions_stale(self) -> bool:
-        return self._wanted() != self._subscribed | {channel_for(self.prefix, None)}
-
-    async def _sync_subscriptions(self, pubsub: Any) -> None:
-        wanted = self._wanted()
-        add, remove = wanted - self._subscribed - {channel_for(self.prefix, None)}, self._subscribed - wanted
-        if add:
-            await pubsub.subscribe(*sorted(add))
-        if remove:
-            await pubsub.unsubscribe(*sorted(remove))
-        self._subscribed = (self._subscribed | add) - remove
 
     async def _reset(self, client: Any) -> None:
         """Register this worker's whole presence in one script (on connect, after a sweep, after an overflow)."""
@@ -620,13 +594,9 @@ class RedisLink:
         return member.rpartition("|")[0] == self.node
 
     async def _reader(self, client: Any, pubsub: Any) -> None:
-        """The only task using the subscriber connection: it applies subscription changes between reads."""
-        assert self._subs_synced is not None
+        """The only task using the subscriber connection."""
         while True:
-            if not self._subs_synced.is_set():
-                await self._sync_subscriptions(pubsub)
-                self._subs_synced.set()
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=SUBSCRIBE_POLL_S)
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
             if message is None:
                 continue
             data = message["data"]
@@ -677,7 +647,7 @@ class RedisLink:
             self.stats.received += 1
             uid = None if key is None else edn.loads(key.decode())
             if transports & CLOSE:
-                if key is not None and self._on_close_uid is not None:
+                if key is not None and key in self._mine and self._on_close_uid is not None:
                     self._on_close_uid(uid)
                 return
             for transport, bit in TRANSPORT_BITS:
@@ -686,15 +656,12 @@ class RedisLink:
         except Exception:  # one bad message must not stop the link
             log.exception("dropped an unreadable message from Redis")
 
-    async def _writer(self, client: Any, pubsub: Any) -> None:
-        assert self._wake is not None and self._subs_synced is not None
+    async def _writer(self, client: Any) -> None:
+        assert self._wake is not None
         while True:
             if not (self._ops or self._queue or self._reset_due):
                 self._wake.clear()
                 await self._wake.wait()
-            if self._subscriptions_stale():  # subscribe before the presence that makes others publish to us
-                self._subs_synced.clear()
-                await self._subs_synced.wait()
             if self._reset_due:
                 await self._reset(client)
             ops = list(self._ops)

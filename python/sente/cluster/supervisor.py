@@ -17,9 +17,9 @@ Lifecycle (:meth:`Supervisor.run`):
   that every worker binds.
 * Starts worker i as ``python -m sente.cluster.worker`` (:mod:`sente.cluster.worker`) in its own process group
   (a terminal's Ctrl-C reaches the supervisor only, which forwards it). A worker reports "ready" with one byte
-  on an inherited pipe, once it is attached and listening. Unless ``SENTE_SESSION_SECRET`` is set already, the
-  supervisor makes one for its workers, so each reads the signed session cookies of the others
-  (:mod:`sente.sessions`), restarted ones included.
+  on an inherited pipe, once it is attached and listening. The supervisor hands its workers one session secret
+  (:func:`sente.sessions.resolve_secret`: ``SENTE_SESSION_SECRET``, else the secret file, created once), so each
+  reads the signed session cookies of the others, restarted ones included, and of the previous run.
 * A worker that exits while the supervisor runs (SIGKILL included) is noticed at once (SIGCHLD through the
   signal wake-up fd), reaped, then ``reclaim_worker(i)`` (the shm module's rule: reap, reclaim, restart), and
   restarted with the same index: immediately if it had served for a second or more, else after a backoff that
@@ -62,7 +62,7 @@ from csente.shm import KIND_CONTROL, SharedState
 
 from ..config import Settings
 from ..metrics import MetricsBlock
-from ..sessions import SECRET_ENV
+from ..sessions import SECRET_ENV, resolve_secret
 from ..transport.sockets import bind_socket
 from .backplane import LONG_PREFIX, UIDPORT_CLOSE, read_long_uid, remove_long_uids
 
@@ -242,7 +242,7 @@ class Supervisor:
         self._selector = selectors.DefaultSelector()
         self._fatal: str | None = None
         self._env = dict(os.environ)
-        self._env.setdefault(SECRET_ENV, secrets.token_urlsafe(32))  # one signing key: every worker reads every session
+        self._env[SECRET_ENV] = resolve_secret(settings.session_secret_file)  # every worker reads every session
 
     # ------------------------------------------------------------------ run
 

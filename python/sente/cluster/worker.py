@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 
 from csente.shm import SharedState
 
+from .. import sessions
 from ..app import load_app_factory
 from ..config import Settings, settings_from_json
 from ..metrics import MetricsBlock, Publisher, SenteCollector
@@ -101,6 +102,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(obj, default=str)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c != 0x09} | {0x0A: "\\n", 0x0D: "\\r"}
+
+
+class LineFormatter(logging.Formatter):
+    """Plain text, one line per record: control characters in the message are escaped (``\\n``, ``\\x1b``), so
+    client-controlled text in a message (a client-id with a newline) cannot forge a log line or a terminal
+    sequence. A traceback, when there is one, follows on its own lines as usual."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_CONTROL)
+
+
 def configure_logging(settings: Settings, worker: int | str | None) -> None:
     """Root logging for this process, uvicorn's loggers included (see the module docstring).
 
@@ -112,7 +125,7 @@ def configure_logging(settings: Settings, worker: int | str | None) -> None:
     else:
         who = f"worker {worker}" if isinstance(worker, int) else worker or "sente"
         fmt = f"%(asctime)s %(levelname)s [{who} pid %(process)d] %(name)s: %(message)s"
-        handler.setFormatter(logging.Formatter(fmt))
+        handler.setFormatter(LineFormatter(fmt))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -153,6 +166,9 @@ def serve_app(
     """
     global _current
     health = Health(worker=index)
+    sessions.SECURE_DEFAULT = settings.cookies_secure
+    if index is None:  # a supervisor resolved it for its workers
+        sessions.resolve_secret(settings.session_secret_file)
     shared: SharedState | None = None
     block: MetricsBlock | None = None
     publisher: Publisher | None = None
@@ -195,6 +211,7 @@ def serve_app(
             block.close()
         _current = None
         ChannelSocketServer.backplane_factory = None
+        sessions.SECURE_DEFAULT = False
         if shared is not None:
             shared.close()
 

@@ -64,11 +64,28 @@ class ServerConfig:
     slow_consumer_close_code: int = 1008
     max_pending_batches: int = 100
     """Cap on batches waiting for one client with no live channel; the oldest are dropped beyond it."""
+    max_head_bytes: int = 16 * 1024
+    """Largest request head (request line and headers; WebSocket upgrades too): larger is answered 431."""
+    max_header_count: int = 100
+    """Most header lines in a request head: more is answered 431."""
+    head_timeout_ms: int | None = 10_000
+    """Time to send a complete request head, from connect (or a later request's first byte): else 408 and closed.
+    Covers silent connections and ones that never upgrade nor poll; None turns it off."""
+    max_queued_events_per_client: int = 100
+    """Fairness: event messages one connection (or Ajax client) may have waiting in the receive buffer. At the cap
+    its WebSocket is no longer read until the handlers catch up (TCP backpressure) and an Ajax POST is answered 429;
+    a WebSocket at the cap whose frames (already read) find the whole buffer full loses them and is closed with
+    ``flood_close_code``. Others' messages are never dropped for it."""
+    flood_close_code: int = 1008
 
     def __post_init__(self) -> None:
         if not 0 < self.lp_timeout_ms < 60_000:
             raise ValueError("lp_timeout_ms must be between 0 and 60000 (exclusive), as in Sente")
         if self.send_buf_ms_ws < 0 or self.send_buf_ms_ajax < 0:
             raise ValueError("send buffer windows must be >= 0 ms (0: flush as soon as the event loop is free)")
+        if self.max_head_bytes < 64 or self.max_header_count < 1 or self.max_queued_events_per_client < 1:
+            raise ValueError("max_head_bytes must be >= 64, max_header_count and max_queued_events_per_client >= 1")
+        if self.head_timeout_ms is not None and self.head_timeout_ms <= 0:
+            raise ValueError("head_timeout_ms must be positive, or None to disable it")
         if self.ws_kalive_ms is not None and self.ws_kalive_ms <= 0:
             raise ValueError("ws_kalive_ms must be positive, or None to disable the server keep-alive")

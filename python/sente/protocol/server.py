@@ -34,7 +34,6 @@ from typing import Any, Literal
 
 from csente.types import DecodeError
 
-from .. import ratelog
 from ..packers import Packer
 from .backplane import Backplane, LocalBackplane, Recipients
 from .config import Response, ServerConfig
@@ -53,12 +52,14 @@ from .events import (
     as_event,
     make_event,
 )
+from .ratelog import RateLimitedLog
 from .requests import Request
 from .security import NO_CLIENT_ID, rejection
 from .stats import batch_events, counters
 from .timers import SansIOCore
 
 log = logging.getLogger("sente.server")
+_client_log = RateLimitedLog(log)  # what a client can cause: one line per interval per kind, ids shown with repr
 
 Transport = Literal["ws", "ajax"]
 TRANSPORTS: tuple[Transport, ...] = ("ws", "ajax")
@@ -340,7 +341,8 @@ class ServerCore(SansIOCore[Action]):
             payload, cb_id = self.packer.unpack_envelope(data)
         except DecodeError as e:
             self.stats.decode_errors += 1
-            log.warning("dropped an unreadable frame from client %s (uid %r): %s", client.client_id, client.uid, e)
+            _client_log.warning("decode", "dropped an unreadable frame from client %r (uid %r): %s",
+                                client.client_id, client.uid, e)
             return
         if isinstance(payload, list) and len(payload) == 1 and payload[0] is WS_PING:
             if _truthy(cb_id):
@@ -463,7 +465,7 @@ class ServerCore(SansIOCore[Action]):
         client = self._clients.get(("ajax", uid, client_id))
         if client is None:
             if batches:
-                log.info("dropped %d handed-off batches for client %s: not registered here", len(batches), client_id)
+                log.info("dropped %d handed-off batches for client %r: not registered here", len(batches), client_id)
             return
         if client.elsewhere is not None:  # claimed away again meanwhile: pass them on
             if batches:
@@ -479,7 +481,8 @@ class ServerCore(SansIOCore[Action]):
             client.handoff_at = at + len(batches)
             overflow = len(client.pending) - self.config.max_pending_batches
             if overflow > 0:
-                log.warning("dropped %d undelivered batches for client %s (cap reached)", overflow, client_id)
+                _client_log.warning("pending_cap", "dropped %d undelivered batches for client %r (cap reached)",
+                                    overflow, client_id)
                 del client.pending[:overflow]
                 client.handoff_at = max(0, client.handoff_at - overflow)
         if final and client.handoffs_due > 0:
@@ -489,7 +492,7 @@ class ServerCore(SansIOCore[Action]):
 
     def _on_handoff_timeout(self, client: _Client, gen: int, now: float) -> None:
         if client.handoff_gen == gen and client.handoffs_due:
-            log.info("delivering to client %s without %d handoff(s): none within %d ms",
+            log.info("delivering to client %r without %d handoff(s): none within %d ms",
                      client.client_id, client.handoffs_due, HANDOFF_WAIT_MS)
             client.handoffs_due = 0
             self._deliver_pending(client, now)
@@ -529,7 +532,7 @@ class ServerCore(SansIOCore[Action]):
             self._emit(Respond(handle, _ajax(self.packer.pack_envelope(DUMMY_CB_200, None))))
         client_id = request.client_id
         if client_id is None:
-            log.warning("dropped an Ajax event without a client-id: %r", payload)
+            _client_log.warning("no_client_id", "dropped an Ajax event without a client-id: %r", payload)
             return
         event = _guard_system(as_event(payload))
         self._emit(Dispatch(EventMsg(event, self._user_id(request), client_id, request, "ajax", reply)))
@@ -568,9 +571,11 @@ class ServerCore(SansIOCore[Action]):
     # ------------------------------------------------------------------ pushes
 
     def send(self, uid: Any, event: Any, now: float, *, flush: bool = False) -> bool:
-        """Buffer a push to every connection of ``uid``; True when the uid has a connection to take it.
+        """Buffer a push to every connection of ``uid``; True when the uid has a connection known to take it.
 
-        Connections in other processes count: the flushed batch goes to them through the backplane.
+        Connections in other processes count: the flushed batch goes to them through the backplane, which may
+        take it even for a uid it does not know yet (one that just connected on another node): that push goes
+        out, but is not counted here.
         """
         if uid is None:
             raise ValueError("send needs a uid (use sente/all-users-without-uid for clients without one)")
@@ -593,7 +598,9 @@ class ServerCore(SansIOCore[Action]):
             self._arm(transport, now)
         if flush:
             self.flush(now)
-        return True
+        # what the backplane knows, not what it publishes on a guess (CompositeBackplane.known_remote)
+        known = getattr(self.backplane, "known_remote", self.backplane.remote)
+        return any(uid in self._uid_clients[t] or known(uid, t) for t in targets)
 
     def broadcast(self, event: Any, now: float, *, uids: Iterable[Any] | None = None) -> None:
         """Push one event, encoded once, to ``uids`` (default: every uid connected at flush time)."""
@@ -668,7 +675,7 @@ class ServerCore(SansIOCore[Action]):
             return self.packer.pack_batch(events)
         except Exception as e:
             self.stats.send_errors += 1
-            ratelog.warn(log, "pack", "skipped a batch of %d events for %d uids: the packer raised %r",
+            _client_log.warning("pack", "skipped a batch of %d events for %d uids: the packer raised %r",
                          len(events), recipients, e, exc_info=e)
             return None
 
@@ -716,7 +723,7 @@ class ServerCore(SansIOCore[Action]):
                 self.backplane.publish_to(transport, uids, data)
         except Exception as e:
             self.stats.send_errors += 1
-            ratelog.warn(log, "publish", "a batch for other processes was not published: %r", e, exc_info=e)
+            _client_log.warning("publish", "a batch for other processes was not published: %r", e, exc_info=e)
 
     def deliver_remote(self, transport: Transport, uid: Any | None, data: str | bytes, now: float) -> None:
         """A batch another process flushed: write it to this process's clients of ``uid`` (every client if None;
@@ -768,7 +775,8 @@ class ServerCore(SansIOCore[Action]):
         client.pending.append(data)
         overflow = len(client.pending) - self.config.max_pending_batches
         if overflow > 0:
-            log.warning("dropped %d undelivered batches for client %s (cap reached)", overflow, client.client_id)
+            _client_log.warning("pending_cap", "dropped %d undelivered batches for client %r (cap reached)",
+                                overflow, client.client_id)
             del client.pending[:overflow]
             client.handoff_at = max(0, client.handoff_at - overflow)
         if client.handle is not None:
@@ -776,7 +784,7 @@ class ServerCore(SansIOCore[Action]):
 
     def _on_pending_expiry(self, client: _Client, gen: int, now: float) -> None:
         if client.pending_gen == gen and client.pending:
-            log.info("dropped %d batches for client %s: no live channel within %d ms",
+            log.info("dropped %d batches for client %r: no live channel within %d ms",
                      len(client.pending), client.client_id, self.config.undelivered_ttl_ms)
             client.pending.clear()
             client.handoff_at = 0

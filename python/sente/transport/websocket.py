@@ -30,8 +30,11 @@ if the version or the constructor changes.
 
 Behaviour: text frames reach the handler as ``str`` (invalid UTF-8 closes 1007), binary as
 ``bytes``; fragments are reassembled; a message over ``max_message_size`` (default 4 MiB, like
-http-kit's ``:max-ws``) closes 1009; malformed frames close 1002 (picows); protocol PINGs are
-answered with PONG (picows auto-pong); a client close is echoed and reported with its code.
+http-kit's ``:max-ws``) closes 1009; malformed frames close 1002 (picows); a frame with RSV bits set
+closes 1002 (no extension is ever negotiated); protocol PINGs are answered with PONG (here, not by
+picows's auto-pong, which answers before any check); a client close is echoed and reported with its
+code (a code an endpoint must not send, such as 1006 or 5000, or a 1-byte close body, is answered
+1002; a reason that is not UTF-8, 1007). The client-caused failures are WARNING lines at most, rate-limited.
 Bytes a client pipelines after its upgrade request, before the 101, are dropped by uvicorn.
 """
 
@@ -50,6 +53,7 @@ from urllib.parse import parse_qsl, unquote
 
 from picows import WSAutoPingStrategy, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
+from sente.protocol.ratelog import RateLimitedLog
 from sente.transport.frames import build_binary_frame, build_close_frame, build_frame, build_text_frame
 
 if TYPE_CHECKING:
@@ -103,14 +107,32 @@ DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 """Largest message accepted (after reassembly); larger closes 1009. http-kit's ``:max-ws`` default."""
 
 _LOG = logging.getLogger("sente.transport.websocket")
-# What picows logs through: not a ``logging.Logger``, so picows does not build a child Logger per connection
-# (``WSProtocol.connection_made`` does when given one: ~0.9 KB per idle connection); records go to _LOG.
-_PICOWS_LOG = logging.LoggerAdapter(_LOG, {})
+_CLIENT_LOG = RateLimitedLog(_LOG)
+
+
+class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """What picows logs through. Not a ``logging.Logger``, so picows does not build a child Logger per connection
+    (``WSProtocol.connection_made`` does when given one: ~0.9 KB per idle connection); records go to _LOG.
+    picows's per-connection lines ("New connection accepted", "Disconnected") go to DEBUG, and its ERROR for a
+    client's malformed frame becomes a rate-limited WARNING: a client's fault, answered with a close code."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if isinstance(msg, str):
+            if level == logging.ERROR and msg.startswith("WS parser error"):
+                _CLIENT_LOG.warning("parser", msg, *args)
+                return
+            if level == logging.INFO and msg.startswith(("New connection accepted", "Disconnected")):
+                level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+
+_PICOWS_LOG = _PicowsLog(_LOG, {})
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
 _CONT = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
+_PING = WSMsgType.PING
 _NO_STATUS = 1005  # RFC 6455 §7.4.1: reported when a close frame carries no code
 
 
@@ -192,12 +214,15 @@ class WsConnection(WSListener):
         "_raw",
         "_tr",
         "closed",
+        "failed",
         "request",
         "write_paused",
     )
 
     request: UpgradeRequest
     closed: bool
+    failed: str | None
+    """Why this side failed the connection (a protocol error of the peer's), else None."""
     write_paused: bool
 
     def __init__(
@@ -210,6 +235,7 @@ class WsConnection(WSListener):
     ) -> None:
         self.request = request
         self.closed = False
+        self.failed = None
         self.write_paused = False
         self._handler = handler
         self._raw = raw
@@ -242,6 +268,15 @@ class WsConnection(WSListener):
         if not self._closing and not self.closed:
             self._raw.write(frame)
 
+    def pause_reading(self) -> None:
+        """Stop reading the socket (backpressure: the peer's writes queue in the kernel, then block)."""
+        if not self.closed:
+            self._raw.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self.closed:
+            self._raw.resume_reading()
+
     @property
     def buffered_bytes(self) -> int:
         """Bytes queued in the transport's write buffer (not yet accepted by the kernel)."""
@@ -265,6 +300,7 @@ class WsConnection(WSListener):
     def _fail(self, code: int, reason: str) -> None:
         """Protocol failure detected here: close with ``code``; ignore what the peer still sends."""
         self._frag_parts = None
+        self.failed = reason
         self.close(code, reason)
 
     # -- picows callbacks -----------------------------------------------------------------------
@@ -275,6 +311,10 @@ class WsConnection(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         t = frame.msg_type
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:  # no extension was negotiated (RFC 6455 §5.2)
+            if not self._closing:
+                self._fail(1002, "reserved bits set")
+            return
         if t is _TEXT or t is _BINARY:
             if self._closing:
                 return
@@ -320,14 +360,22 @@ class WsConnection(WSListener):
                     self._handler.ws_message(self, data)
         elif t is _CLOSE:
             if not self._closing:
-                # Peer-initiated: echo its code (RFC 6455 §5.5.1), then the server drops TCP first.
+                # Peer-initiated: echo its code (RFC 6455 §5.5.1), or fail with 1002 (a code an endpoint must not
+                # send, a 1-byte body) or 1007 (a reason that is not UTF-8); then the server drops TCP first.
                 self._closing = True
-                code = frame.get_close_code().value
-                transport.send_close(WSCloseCode(code if code not in (0, _NO_STATUS) else 1000))
+                reply = _close_reply(frame)
+                if reply >= 1002:
+                    self.failed = "invalid close frame"
+                transport.send_close(WSCloseCode(reply))
             transport.disconnect()
-        # PING is answered by picows (enable_auto_pong); PONG needs nothing.
+        elif t is _PING and not self._closing:
+            transport.send_pong(frame.get_payload_as_bytes())
+        # PONG needs nothing.
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        hs = transport.close_handshake
+        if not self._closing and self.failed is None and hs is not None and hs.sent is not None and hs.recv is None:
+            self.failed = f"malformed frame (closed {hs.sent.code.value})"  # picows's parser failed it
         self.closed = True
         self._closing = True
         self._frag_parts = None
@@ -335,7 +383,6 @@ class WsConnection(WSListener):
             self._close_timer.cancel()
             self._close_timer = None
         code: int | None = None
-        hs = transport.close_handshake
         if hs is not None:
             if hs.recv is not None:
                 code = hs.recv.code.value or _NO_STATUS
@@ -348,6 +395,22 @@ class WsConnection(WSListener):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+
+
+def _close_reply(frame: WSFrame) -> int:
+    """The code to answer a peer's close frame with: its own when valid (none: 1000), else 1002 or 1007."""
+    if frame.payload_size == 0:
+        return 1000
+    if frame.payload_size == 1:
+        return 1002
+    code = int.from_bytes(frame.get_payload_as_bytes()[:2], "big")
+    if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+        return 1002  # 1004-1006 and 1015 must not be sent; below 1000, 1016-2999 and 5000+ are not assigned
+    try:
+        frame.get_payload_as_bytes()[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        return 1007
+    return code
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,7 +536,7 @@ class _PicowsInUvicorn(_PicowsServerProtocol):
             20.0,
             20.0,
             WSAutoPingStrategy.PING_WHEN_IDLE,
-            True,  # auto-pong to protocol PINGs
+            False,  # no auto-pong: on_ws_frame answers PINGs, after checking the frame (RSV bits)
             self._options.max_message_size,  # per frame; reassembled messages are checked in WsConnection
             None,  # extra_headers (client side only)
             self._options.read_buffer_size,

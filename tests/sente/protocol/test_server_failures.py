@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from csente.types import Keyword
-from sente import ratelog
+from sente import server as sente_server
 from sente.metrics import counters
 from sente.packers import EdnPacker, TransitPacker
+from sente.protocol import server as protocol_server
 from sente.protocol.config import ServerConfig
 from sente.protocol.server import Send, ServerCore
 from sente.server import ChannelSocketServer
@@ -37,7 +38,9 @@ class PoisonPacker(EdnPacker):
 
 @pytest.fixture(autouse=True)
 def fresh_ratelog() -> None:
-    ratelog._last.clear()
+    """Each test sees its first warning of a kind (the rate limit is per process)."""
+    protocol_server._client_log._state.clear()
+    sente_server._client_log._state.clear()
 
 
 def test_a_batch_the_packer_cannot_pack_is_skipped_and_the_flush_goes_on(caplog: pytest.LogCaptureFixture) -> None:
@@ -55,21 +58,6 @@ def test_a_batch_the_packer_cannot_pack_is_skipped_and_the_flush_goes_on(caplog:
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "packer raised" in r.getMessage()]
     assert len(warnings) == 1  # rate-limited: one line for the three
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
-
-
-def test_ratelog_says_how_many_it_held_back_when_it_logs_again(caplog: pytest.LogCaptureFixture,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    log = logging.getLogger("test.ratelog")
-    clock = [100.0]
-    monkeypatch.setattr(ratelog.time, "monotonic", lambda: clock[0])
-    for _ in range(5):
-        ratelog.warn(log, "k", "bad thing %d", 1)
-    clock[0] += ratelog.INTERVAL_S
-    ratelog.warn(log, "k", "bad thing %d", 2)
-    ratelog.warn(log, "other", "another thing")
-    assert [r.getMessage() for r in caplog.records] == [
-        "bad thing 1", "bad thing 2 (+4 more in 10 s)", "another thing",
-    ]
 
 
 @pytest.mark.parametrize("packer", [EdnPacker(), TransitPacker("json"), TransitPacker("msgpack")])
