@@ -24,7 +24,8 @@ from .protocol.config import ServerConfig
 # ServerConfig's numeric options become flags: lp_timeout_ms -> --lp-timeout-ms
 NUMERIC_OPTIONS = [f.name for f in dataclasses.fields(ServerConfig) if f.type in ("int", "int | None")]
 SETTING_FLAGS = ("host", "port", "workers", "packer", "log_level", "json_logs", "shutdown_timeout", "redis_url",
-                 "redis_ttl")
+                 "redis_ttl", "ssl_certfile", "ssl_keyfile", "ssl_ca_certs")
+TLS_FLAGS = ("ssl_certfile", "ssl_keyfile", "ssl_ca_certs")
 
 
 def _sample_messages() -> list[tuple[str, Any, Any]]:
@@ -72,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError, ValueError, TypeError) as e:
         print(f"sente: cannot load APP {args.app!r}: {e}", file=sys.stderr)
         return 2
-    url = f"http://{settings.host}:{{port}}"
+    url = f"{'https' if settings.ssl_certfile else 'http'}://{settings.host}:{{port}}"
     if settings.workers == 0:
         configure_logging(settings, None)
 
@@ -103,8 +104,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     """``sente demo``: exactly ``sente serve sente.demo:app`` (2 workers unless told), the chat page at ``/``."""
     argv = ["serve", "sente.demo:app", "--workers", args.workers]
-    for flag in ("host", "port", "packer"):
-        argv += [f"--{flag}", getattr(args, flag)] if getattr(args, flag) else []
+    for flag in ("host", "port", "packer", *TLS_FLAGS):
+        argv += [f"--{flag.replace('_', '-')}", getattr(args, flag)] if getattr(args, flag) else []
     print("sente demo: open the URL below in two browser tabs (/?type=ajax forces Ajax long-polling)", flush=True)
     return main(argv)
 
@@ -128,12 +129,13 @@ def _bench(argv: list[str]) -> int:
 def _probe(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .client.probe import probe
+    from .client.probe import probe, ssl_option
 
     headers = [tuple(h.split(":", 1)) for h in args.header]
     return asyncio.run(probe(
         args.url, uid=args.uid, type=args.type, event=args.send, timeout=args.timeout, token_url=args.token_url,
         csrf_token=args.csrf_token, headers=[(k.strip(), v.strip()) for k, v in headers], trace=args.trace,
+        packer=args.packer, ssl=ssl_option(args.cafile, args.insecure),
     ))
 
 
@@ -166,6 +168,13 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tls_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ssl-certfile", metavar="PEM",
+                        help="serve https and wss on the port with this certificate (chain)")
+    parser.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key (if not in --ssl-certfile)")
+    parser.add_argument("--ssl-ca-certs", metavar="PEM", help="CA certificates to verify client certificates with")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sente", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -185,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--shutdown-timeout", metavar="SECONDS", help="time to drain on SIGTERM (default 10)")
     serve.add_argument("--redis-url", metavar="URL", help="join other nodes through this Redis (redis://host:6379/0)")
     serve.add_argument("--redis-ttl", metavar="SECONDS", help="a silent node leaves presence after (default 5)")
+    _tls_flags(serve)
     for name in NUMERIC_OPTIONS:
         serve.add_argument("--" + name.replace("_", "-"), default=None, metavar="N", help=f"server option {name}")
     demo = sub.add_parser("demo", help="the demo: a live chat page on sente.js (sente serve sente.demo:app)")
@@ -192,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--port", help="TCP port (default 8090; 0: any free port)")
     demo.add_argument("--workers", default="2", metavar="N", help="worker processes (default 2)")
     demo.add_argument("--packer", choices=["edn", "transit"], help="wire format (default edn)")
+    _tls_flags(demo)
     probe = sub.add_parser("probe", help="connect as a Sente client, print the handshake and the wire transcript")
     probe.add_argument("url", metavar="URL", help="the Sente endpoint, e.g. http://127.0.0.1:8090/chsk")
     probe.add_argument("--uid", help="sent as the uid param (and to --token-url)")
@@ -202,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe.add_argument("--csrf-token")
     probe.add_argument("-H", "--header", action="append", default=[], help="'Name: value', repeatable")
     probe.add_argument("--trace", action="store_true", help="also log at DEBUG level (sente.client.wire...)")
+    probe.add_argument("--packer", choices=["edn", "transit"], default="edn", help="the server's wire format")
+    probe.add_argument("--cafile", metavar="PEM", help="trust the CA certificate(s) in this file (https/wss)")
+    probe.add_argument("--insecure", action="store_true", help="do not verify the server's certificate (https/wss)")
     snap = sub.add_parser("dashboard-snapshot", help="render the Grafana dashboard's panels from Prometheus to a PNG")
     snap.add_argument("--prometheus", default="http://127.0.0.1:9090", help="Prometheus base URL")
     snap.add_argument("--out", default="dashboard.png", help="PNG to write (default dashboard.png)")

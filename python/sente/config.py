@@ -19,7 +19,8 @@ The file is flat, with the same names as the settings (``-`` and ``_`` both acce
     lp_timeout_ms = 25000     # any numeric ServerConfig option; "none" turns off an optional one
 
 Names: ``host``, ``port``, ``workers``, ``packer``, ``log_level``, ``json_logs``, ``shutdown_timeout``,
-``redis_url`` (``SENTE_REDIS_URL``: join other nodes through Redis), ``redis_ttl`` and
+``redis_url`` (``SENTE_REDIS_URL``: join other nodes through Redis), ``redis_ttl``, ``ssl_certfile``,
+``ssl_keyfile``, ``ssl_ca_certs`` (https and wss on the port) and
 every numeric :class:`~sente.protocol.config.ServerConfig` option (``NUMERIC_OPTIONS``).
 """
 
@@ -75,6 +76,11 @@ class Settings:
     """Join the other nodes of a cluster through this Redis (``redis://host:6379/0``); None: this node alone."""
     redis_ttl: float = 5.0
     """Seconds after which a node that stopped heartbeating to Redis leaves presence (its uids close)."""
+    ssl_certfile: str | None = None
+    """Serve https/wss with this PEM certificate (chain); ``ssl_keyfile`` is its key unless the file holds it."""
+    ssl_keyfile: str | None = None
+    ssl_ca_certs: str | None = None
+    """CA certificates to verify client certificates with."""
     server_options: Mapping[str, int | None] = field(default_factory=dict)
     """The numeric ServerConfig options that were set (only those), passed on to the app factory."""
 
@@ -160,6 +166,14 @@ def _parse_redis_url(value: Any, where: str) -> str | None:
     return value.strip()
 
 
+def _parse_file(value: Any, where: str) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if not isinstance(value, str) or not os.path.isfile(value):
+        raise ConfigError(f"{where}: no such file: {value!r}")
+    return value
+
+
 def _parse_option(name: str) -> Callable[[Any, str], int | None]:
     def parse(value: Any, where: str) -> int | None:
         if name in OPTIONAL_OPTIONS and (value is None or (isinstance(value, str) and value.lower() == "none")):
@@ -179,6 +193,9 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "shutdown_timeout": _parse_float,
     "redis_url": _parse_redis_url,
     "redis_ttl": _parse_float,
+    "ssl_certfile": _parse_file,
+    "ssl_keyfile": _parse_file,
+    "ssl_ca_certs": _parse_file,
     **{name: _parse_option(name) for name in NUMERIC_OPTIONS},
 }
 NAMES: tuple[str, ...] = tuple(_PARSERS)
@@ -261,4 +278,6 @@ def _build(values: Mapping[str, tuple[Any, str]]) -> Settings:
     except (ValueError, TypeError) as e:
         sources = ", ".join(values[name][1] for name in options)
         raise ConfigError(f"{sources}: {e}") from None
+    if (parsed.get("ssl_keyfile") or parsed.get("ssl_ca_certs")) and not parsed.get("ssl_certfile"):
+        raise ConfigError("--ssl-keyfile and --ssl-ca-certs need --ssl-certfile (the server's certificate)")
     return Settings(**parsed, server_options=options)

@@ -52,15 +52,21 @@ def uvicorn_config(
     asgi: AsgiApp | None = None,
     log_config: Any = uvicorn.config.LOGGING_CONFIG,
     timeout_graceful_shutdown: float | None = None,
+    tls: Tls | None = None,
 ) -> uvicorn.Config:
     """uvicorn settings for ``app``: httptools for HTTP, our picows bridge in the ``ws`` slot.
 
     ``asgi`` replaces ``app.asgi`` for HTTP (e.g. wrapped in :func:`health_routes`); ``log_config=None`` leaves
-    logging as the caller set it up.
+    logging as the caller set it up. With ``tls``, the port speaks https and wss only. A server whose sessions are
+    the host framework's (:class:`~sente.sessions.HostSessions`) gets its WebSockets through ASGI (uvicorn's own
+    implementation) instead of the bridge, so the framework's session middleware runs for them too.
     """
-    ws_protocol = make_ws_protocol_class(
+    ws_protocol: Any = make_ws_protocol_class(
         lambda: app.server, max_message_size=app.server.config.max_ws_message_bytes
     )
+    if app.server.host_sessions:
+        ws_protocol = "auto"
+    tls = tls or Tls()
     loop = "uvloop" if _has_uvloop() else "asyncio"
     return uvicorn.Config(
         asgi if asgi is not None else app.asgi,
@@ -73,6 +79,9 @@ def uvicorn_config(
         log_level=log_level,
         log_config=log_config,
         timeout_graceful_shutdown=cast(Any, timeout_graceful_shutdown),  # annotated int; a float works
+        ssl_certfile=tls.certfile,
+        ssl_keyfile=tls.keyfile,
+        ssl_ca_certs=tls.ca_certs,
     )
 
 
@@ -81,6 +90,16 @@ def run(app: SenteApp, host: str = "127.0.0.1", port: int = 8090, log_level: str
     server = uvicorn.Server(uvicorn_config(app, host, port, log_level))
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
+
+
+@dataclass(frozen=True)
+class Tls:
+    """Serve https/wss on the port: a PEM certificate (chain), its key (None: in the certificate file) and,
+    to ask clients for certificates, the CAs to verify them with (uvicorn's ``--ssl-*`` options)."""
+
+    certfile: str | None = None
+    keyfile: str | None = None
+    ca_certs: str | None = None
 
 
 # ---------------------------------------------------------------------- the listening socket
@@ -178,6 +197,12 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        server = self.sente_app.server
+        if self.started and not server.started:
+            log.warning("the ASGI lifespan did not reach the Sente server at %s (mounted inside an app that keeps "
+                        "the lifespan to itself?): starting its router and its backplane to the other workers now; "
+                        "pass chsk.lifespan to the framework (FastAPI(lifespan=chsk.lifespan))", server.path)
+            server.start()
         if self.started:
             self.health.ready = True
             if self.on_ready is not None:
@@ -203,6 +228,7 @@ def serve_forever(
     shutdown_timeout: float = 10.0,
     on_ready: Callable[[], None] | None = None,
     metrics: SenteCollector | None = None,
+    tls: Tls | None = None,
 ) -> None:
     """Serve ``app`` on the listening ``sock`` until SIGTERM/SIGINT, then drain (see :class:`DrainingServer`).
 
@@ -214,7 +240,7 @@ def serve_forever(
     host, port = sock.getsockname()[:2]
     config = uvicorn_config(
         app, host, port, log_level, asgi=health_routes(metrics_route(app.asgi, metrics), health), log_config=None,
-        timeout_graceful_shutdown=max(0.1, shutdown_timeout - 1.0),
+        timeout_graceful_shutdown=max(0.1, shutdown_timeout - 1.0), tls=tls,
     )
     DrainingServer(config, app, health, on_ready).run(sockets=[sock])
 
