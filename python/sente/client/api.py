@@ -657,12 +657,16 @@ def tls_context(option: _ssl.SSLContext | bool | None) -> _ssl.SSLContext:
 def describe_error(e: BaseException) -> str:
     """An exception as a line with its detail: a certificate failure says why (``self-signed certificate``...)."""
     cause: BaseException | None = e
-    while cause is not None:
-        if isinstance(cause, _ssl.SSLCertVerificationError):
-            return f"{type(e).__name__}: certificate verify failed: {cause.verify_message or cause.reason or cause}"
-        if isinstance(cause, _ssl.SSLError):
-            return f"{type(e).__name__}: SSL error: {cause.reason or cause}"
-        cause = getattr(cause, "os_error", None) or cause.__cause__ or cause.__context__
+    seen = 0
+    while cause is not None and seen < 10:  # aiohttp wraps the ssl error (and is itself an ssl.CertificateError)
+        message = getattr(cause, "verify_message", None)
+        if isinstance(cause, _ssl.SSLCertVerificationError) and message:
+            return f"{type(e).__name__}: certificate verify failed: {message}"
+        if isinstance(cause, _ssl.SSLError) and getattr(cause, "reason", None):
+            return f"{type(e).__name__}: SSL error: {cause.reason}"
+        cause = getattr(cause, "certificate_error", None) or getattr(cause, "os_error", None) \
+            or cause.__cause__ or cause.__context__
+        seen += 1
     return f"{type(e).__name__}: {e}" if str(e) else repr(e)
 
 

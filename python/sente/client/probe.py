@@ -69,7 +69,14 @@ async def probe(
             return 2
         print(f"csrf token from {target}: {csrf_token}", file=out)
 
+    answered: list[WireRecord] = []
+    errors: list[str | bytes] = []
+
     def show(record: WireRecord) -> None:
+        if record.dir == "s2c" and record.kind in ("ws_frame", "http_response") and record.status in (None, 200):
+            answered.append(record)
+        if record.kind in ("ws_error", "http_error"):
+            errors.append(record.raw)
         print(record.line(), file=out, flush=True)
 
     options: dict[str, Any] = {"type": type, "csrf_token": csrf_token, "headers": headers, "trace": show,
@@ -95,6 +102,11 @@ async def probe(
         return 2
     except ConnectTimeout as e:
         print(f"no handshake: {e}", file=out)
+        if errors:
+            print(f"last error: {errors[-1]!s}", file=out)
+        if answered:
+            print(f"the server answered, but not with a handshake the {packer} packer reads: is the server's packer "
+                  f"another (--packer {'edn' if packer == 'transit' else 'transit'})?", file=out)
         return 2
     return 0
 

@@ -1,0 +1,125 @@
+"""TLS: ``sente serve --ssl-certfile/--ssl-keyfile`` serves https and wss on one port (the picows bridge over TLS),
+the client's ``ssl=`` option, and ``sente probe --cafile/--insecure`` with a certificate the test makes (openssl).
+
+The app is Sente mounted inside FastAPI without a lifespan for it (``tests/sente/stack_apps.py``): ``sente serve``
+must start its router itself, and say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import shutil
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sente.client import ConnectTimeout, connect
+from sente.client.probe import probe
+from tests.sente.test_serve import free_port, read_line
+
+
+def wait_line(proc: subprocess.Popen[str], text: str, timeout: float = 20.0) -> str:
+    """Read the process's output until a line holding ``text``; the lines before it are kept in ``proc.seen``."""
+    seen = []
+    while True:
+        line = read_line(proc, timeout)
+        if not line:
+            raise AssertionError("the process ended: " + "".join(seen))
+        seen.append(line)
+        if text in line:
+            proc.seen = "".join(seen)  # type: ignore[attr-defined]
+            return line
+
+REPO = Path(__file__).resolve().parents[2]
+APP = "tests.sente.stack_apps:fastapi_mounted"
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )
+    return d / "cert.pem", d / "key.pem"
+
+
+@contextlib.contextmanager
+def tls_server(cert: tuple[Path, Path], *extra: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sente", "serve", APP, "--workers", "0", "--port", str(port),
+         "--ssl-certfile", str(cert[0]), "--ssl-keyfile", str(cert[1]), *extra],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        line = wait_line(proc, "sente: serving")
+        assert f"https://127.0.0.1:{port}" in line, line
+        yield port, proc
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_https_and_wss_on_one_port_with_the_client_trusting_the_certificate(cert: tuple[Path, Path]) -> None:
+    context = ssl.create_default_context(cafile=str(cert[0]))
+
+    async def run(port: int) -> None:
+        url = f"https://127.0.0.1:{port}/chsk"
+        for kind in ("ws", "ajax"):
+            async with connect(url, type=kind, params={"uid": "alice"}, ssl=context) as client:
+                assert (client.state.type, client.state.uid) == (kind, "alice")
+                reply = await client.request(["test/whoami", None], timeout=5)
+                assert reply["pid"] > 0  # the router runs: sente serve started it
+        async with connect(url, type="ws", params={"uid": "bob"}, ssl=False) as client:  # no verification
+            assert client.state.uid == "bob"
+        with pytest.raises(ConnectTimeout, match="certificate verify failed: self-signed certificate"):
+            async with connect(url, type="ws", params={"uid": "eve"}, open_timeout=2):  # the system's CAs
+                pass
+
+    with tls_server(cert) as (port, proc):
+        asyncio.run(asyncio.wait_for(run(port), 30))
+        proc.terminate()
+        out = proc.seen + proc.communicate(timeout=15)[0]  # type: ignore[attr-defined]
+    assert "the ASGI lifespan did not reach the Sente server at /chsk" in out, out
+
+
+def test_probe_trusts_a_cafile_or_nothing_says_why_verification_failed_and_speaks_the_packer(cert: tuple[Path, Path]) -> None:
+    async def run(port: int) -> None:
+        url = f"https://127.0.0.1:{port}/chsk"
+        from sente.client.probe import ssl_option
+
+        out = io.StringIO()
+        assert await probe(url, uid="alice", type="ws", event="[:test/whoami nil]", out=out, packer="transit",
+                           ssl=ssl_option(str(cert[0]), False)) == 0, out.getvalue()
+        assert 'reply: {:uid "alice"' in out.getvalue()
+        out = io.StringIO()
+        assert await probe(url, uid="alice", type="ajax", out=out, ssl=ssl_option(None, True),
+                           packer="transit") == 0, out.getvalue()
+        out = io.StringIO()
+        assert await probe(url, uid="alice", type="ajax", timeout=2, out=out) == 2
+        assert "certificate verify failed: self-signed certificate" in out.getvalue(), out.getvalue()
+
+    with tls_server(cert, "--packer", "transit") as (port, _):
+        asyncio.run(asyncio.wait_for(run(port), 30))
+        # the command line: --cafile, and --packer (with edn, the transit handshake is unreadable: say so)
+        cmd = [sys.executable, "-m", "sente", "probe", f"https://127.0.0.1:{port}/chsk", "--uid", "alice", "--type",
+               "ws", "--cafile", str(cert[0]), "--send", "[:test/whoami nil]", "--timeout", "3"]
+        transit = subprocess.run([*cmd, "--packer", "transit"], capture_output=True, text=True, timeout=30)
+        assert transit.returncode == 0 and "handshake: type=ws uid=\"alice\"" in transit.stdout, transit.stdout
+        edn = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        assert edn.returncode != 0, edn.stdout  # the edn packer cannot read a transit server's handshake
+        assert "not with a handshake the edn packer reads" in edn.stdout, edn.stdout
