@@ -97,7 +97,7 @@ def test_https_and_wss_on_one_port_with_the_client_trusting_the_certificate(cert
     assert "the ASGI lifespan did not reach the Sente server at /chsk" in out, out
 
 
-def test_probe_trusts_a_cafile_or_nothing_says_why_verification_failed_and_speaks_the_packer(cert: tuple[Path, Path]) -> None:
+def test_probe_trusts_a_cafile_or_nothing_says_why_it_failed_and_speaks_the_packer(cert: tuple[Path, Path]) -> None:
     async def run(port: int) -> None:
         url = f"https://127.0.0.1:{port}/chsk"
         from sente.client.probe import ssl_option
