@@ -5,10 +5,18 @@
 ``GET /login?uid=alice`` stores the uid in csente's session (a signed cookie when ``SENTE_SESSION_SECRET`` is
 set, else this process's memory) and answers the CSRF token; ``chsk.asgi(site)`` serves ``/chsk`` and hands
 every other request to ``site``.
+
+Several worker processes without ``sente serve`` (``uvicorn --workers 4``, gunicorn): give every worker the same
+``SENTE_SESSION_SECRET`` (sessions become signed cookies any worker reads) and a Redis (``SENTE_REDIS_URL``: the
+workers join as nodes of one cluster, so pushes and connected uids span them)::
+
+    SENTE_SESSION_SECRET=$(openssl rand -hex 32) SENTE_REDIS_URL=redis://127.0.0.1:6379/0 \
+        uvicorn examples.plain_asgi:app --workers 4
 """
 
 from __future__ import annotations
 
+import os
 from urllib.parse import parse_qs
 
 from sente.protocol.config import Response
@@ -16,7 +24,7 @@ from sente.protocol.server import EventMsg
 from sente.server import ChannelSocketServer
 from sente.transport.asgi import Receive, Scope, Send, parse_cookies, route_path, send_response
 
-chsk = ChannelSocketServer(send_buf_ms_ws=0, send_buf_ms_ajax=0)
+chsk = ChannelSocketServer(send_buf_ms_ws=0, send_buf_ms_ajax=0, redis_url=os.environ.get("SENTE_REDIS_URL") or None)
 
 
 async def site(scope: Scope, receive: Receive, send: Send) -> None:
