@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 TOKEN = re.compile(r"(csrf-token=)[^&\s\"']+")
@@ -26,7 +26,11 @@ class RedactCsrfTokens(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.msg)
-        if isinstance(record.args, Mapping):
+        if isinstance(record.args, MutableMapping):  # hypercorn's atoms: changed in place, keeping their class
+            for key, value in list(record.args.items()):
+                if isinstance(value, str) and "csrf-token=" in value:
+                    record.args[key] = redact(value)
+        elif isinstance(record.args, Mapping):
             record.args = {k: redact(v) for k, v in record.args.items()}
         elif isinstance(record.args, tuple):
             record.args = tuple(redact(v) for v in record.args)

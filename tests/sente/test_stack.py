@@ -22,9 +22,11 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
+from sente.app import SenteApp
 from sente.client import ConnectionRejected, connect
 from sente.logs import RedactCsrfTokens
 from sente.protocol.server import EventMsg
+from sente.serve import uvicorn_config
 from sente.server import AsgiApp, ChannelSocketServer
 from sente.sessions import HostSessions
 from tests.helpers import wait_until
@@ -219,6 +221,28 @@ def test_host_sessions_give_the_uid_and_the_csrf_token_from_the_frameworks_sessi
             with pytest.raises(ConnectionRejected):  # no session at all
                 async with connect(f"{base}/chsk", type="ajax", csrf_token=token):
                     pass
+
+    run(test)
+
+
+def test_sente_serves_uvicorn_config_routes_host_session_websockets_through_the_asgi_stack() -> None:
+    chsk = ChannelSocketServer(sessions=HostSessions())
+    app = host_session_app(chsk)
+    config = uvicorn_config(SenteApp(chsk, app), port=0, log_level="warning")
+    assert config.ws == "auto"  # not the picows bridge, which would bypass the session middleware
+
+    async def test() -> None:
+        server = uvicorn.Server(config)
+        task = asyncio.get_running_loop().create_task(server.serve())
+        await wait_until(lambda: server.started or task.done())
+        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        try:
+            token, cookie = await login(base, "dave")
+            async with connect(f"{base}/chsk", type="ws", csrf_token=token, headers={"Cookie": cookie}) as c:
+                assert c.state.uid == "dave"
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, 10)
 
     run(test)
 

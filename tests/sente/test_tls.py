@@ -123,3 +123,14 @@ def test_probe_trusts_a_cafile_or_nothing_says_why_it_failed_and_speaks_the_pack
         edn = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
         assert edn.returncode != 0, edn.stdout  # the edn packer cannot read a transit server's handshake
         assert "not with a handshake the edn packer reads" in edn.stdout, edn.stdout
+
+
+def test_tls_settings_name_missing_files_and_need_a_certificate(cert: tuple[Path, Path]) -> None:
+    from sente.config import ConfigError, load_settings
+
+    settings = load_settings({}, env={"SENTE_SSL_CERTFILE": str(cert[0]), "SENTE_SSL_KEYFILE": str(cert[1])})
+    assert (settings.ssl_certfile, settings.ssl_keyfile) == (str(cert[0]), str(cert[1]))
+    with pytest.raises(ConfigError, match="--ssl-certfile: no such file"):
+        load_settings({"ssl_certfile": "/nonexistent/cert.pem"}, env={})
+    with pytest.raises(ConfigError, match="need --ssl-certfile"):
+        load_settings({"ssl_keyfile": str(cert[1])}, env={})
