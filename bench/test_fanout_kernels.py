@@ -1,6 +1,6 @@
 """Micro-benchmarks of the kernels one broadcast runs through, from the event to the bytes written per client.
 
-The fan-out benchmark (``python -m bench.fanout``) measures the server whole, from outside; these isolate its
+The fan-out benchmark (``sente bench``) measures the server whole, from outside; these isolate its
 pieces so a change to one shows up alone: the packers (encode one event, pack a push batch, wrap the envelope),
 frame building, the core's broadcast + flush (grouping every uid onto one batch) and the server's write loop
 over in-memory transports (one prebuilt frame handed to every connection). Codecs and the shared-memory ring and
