@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from sente.app import SenteApp
 from sente.protocol.server import EventMsg
 from sente.server import ChannelSocketServer
-from tests.browser.helpers import JS, NODE, AppServer, needs_chromium, needs_node, read_json_line, stop
+from tests.browser.helpers import JS, NODE, AppServer, needs_chromium, needs_node, read_json_line
+from tests.helpers import stop
 
 pytestmark = [needs_node, needs_chromium]
 PAGE = b"<!doctype html><title>elsewhere</title><p>a page served elsewhere"

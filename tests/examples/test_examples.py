@@ -24,6 +24,7 @@ import pytest
 
 from sente.client import Client, connect
 from sente.edn import Keyword
+from tests.helpers import stop
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 20.0
@@ -62,12 +63,7 @@ def server_process(server: str, example: str) -> Iterator[int]:
             time.sleep(0.05)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if proc.stdout:
             proc.stdout.close()
 

@@ -21,6 +21,7 @@ import pytest
 
 from sente.client import ConnectTimeout, connect
 from sente.client.probe import probe
+from tests.helpers import stop
 from tests.sente.test_serve import free_port, read_line
 
 
@@ -68,8 +69,7 @@ def tls_server(cert: tuple[Path, Path], *extra: str) -> Iterator[tuple[int, subp
         assert f"https://127.0.0.1:{port}" in line, line
         yield port, proc
     finally:
-        proc.terminate()
-        proc.wait(15)
+        stop(proc)
         if proc.stdout:
             proc.stdout.close()
 

@@ -28,6 +28,7 @@ from sente.client import Client, connect
 from sente.edn import Keyword
 from sente.server import ChannelSocketServer
 from sente.sessions import SignedCookieSessions
+from tests.helpers import stop
 from tests.sente.cluster.test_redis import RedisServer, free_port, running_redis
 
 REPO = Path(__file__).resolve().parents[3]
@@ -66,12 +67,7 @@ def process(argv: list[str], **env: str) -> Iterator[Output]:
     try:
         yield Output(proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if proc.stdout:
             proc.stdout.close()
 
