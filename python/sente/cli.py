@@ -193,7 +193,8 @@ def _publish(args: argparse.Namespace) -> int:
 
 def _tls_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ssl-certfile", metavar="PEM",
-                        help="serve https and wss on the port with this certificate (chain)")
+                        help="serve https and wss on the port with this certificate (chain) (default: none, "
+                             "plain http and ws)")
     parser.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key (if not in --ssl-certfile)")
     parser.add_argument("--ssl-ca-certs", metavar="PEM", help="CA certificates to verify client certificates with")
 

@@ -65,7 +65,7 @@ def tls_server(cert: tuple[Path, Path], *extra: str) -> Iterator[tuple[int, subp
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        line = wait_line(proc, "sente: serving")
+        line = wait_line(proc, "sente: serving", timeout=45)
         assert f"https://127.0.0.1:{port}" in line, line
         yield port, proc
     finally:

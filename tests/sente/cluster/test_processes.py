@@ -32,7 +32,7 @@ from tests.helpers import stop
 from tests.sente.cluster.test_redis import RedisServer, free_port, running_redis
 
 REPO = Path(__file__).resolve().parents[3]
-START_TIMEOUT = 20.0
+START_TIMEOUT = 45.0  # two workers importing FastAPI on a busy 2-core machine
 SAYS_WHAT_TO_DO = "Run `sente serve --workers N APP`, or give every worker the same SENTE_SESSION_SECRET"
 
 
