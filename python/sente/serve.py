@@ -5,10 +5,8 @@ What ``sente serve`` adds around it, in one process or in each worker of the sup
 
 * :func:`bind_socket`: the process binds its listening socket itself, with ``SO_REUSEPORT`` in a worker, so
   every worker listens on the same host:port and the kernel spreads new connections over them;
-* :func:`health_routes`: ``GET /healthz`` (200 while the process serves) and ``GET /readyz`` (200 once the server
-  is started and, in a worker, attached to shared memory; 503 while starting or draining), answered before
-  the app's routes. Both bodies are JSON, ``{"status": ..., "worker": <index or null>, "pid": <pid>}``, and
-  carry ``X-Sente-Worker``/``X-Sente-Pid`` headers: how a test (or an operator) sees which worker answered;
+* :func:`~sente.ops.health_routes`: ``GET /healthz`` and ``GET /readyz`` (:mod:`sente.ops`), answered before
+  the app's routes, like ``GET /metrics``;
 * :class:`DrainingServer`: on SIGTERM or SIGINT it stops accepting, turns ``/readyz`` to 503, drains the Sente
   server (:meth:`~sente.server.ChannelSocketServer.drain`: buffers flushed, held long-polls answered with
   ``[:chsk/timeout nil]``, WebSockets closed with 1012 so clients reconnect elsewhere) and then lets uvicorn
@@ -19,9 +17,7 @@ What ``sente serve`` adds around it, in one process or in each worker of the sup
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import signal
 import socket
 import threading
@@ -33,8 +29,10 @@ import uvicorn
 
 from .app import SenteApp
 from .metrics import SenteCollector, metrics_route
+from .ops import Health as Health  # /healthz and /readyz live with the other ops endpoints
+from .ops import health_routes as health_routes
 from .server import AsgiApp
-from .transport.asgi import Receive, Scope, Send
+from .transport.sockets import bind_socket as bind_socket  # its old home: the listening socket is transport's
 from .transport.websocket import make_ws_protocol_class
 
 log = logging.getLogger("sente.serve")
@@ -100,74 +98,6 @@ class Tls:
     certfile: str | None = None
     keyfile: str | None = None
     ca_certs: str | None = None
-
-
-# ---------------------------------------------------------------------- the listening socket
-
-
-def bind_socket(host: str, port: int, *, reuse_port: bool, listen: bool = True, backlog: int = 2048) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (IPv4 or IPv6), listening unless ``listen`` is False.
-
-    With ``reuse_port`` every process that binds the same address with ``SO_REUSEPORT`` (same user) gets its own
-    accept queue and the kernel spreads new connections over the listening ones.
-    """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
-        if listen:
-            sock.listen(backlog)
-        sock.set_inheritable(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-# ---------------------------------------------------------------------- /healthz and /readyz
-
-
-@dataclass
-class Health:
-    """What ``/healthz`` and ``/readyz`` report for this process."""
-
-    worker: int | None = None
-    """The worker index; None when one process serves alone."""
-    ready: bool = False
-    """Started (and attached to shared memory in a worker)."""
-    draining: bool = False
-
-    @property
-    def status(self) -> str:
-        return "draining" if self.draining else "ready" if self.ready else "starting"
-
-
-def health_routes(inner: AsgiApp, health: Health) -> AsgiApp:
-    """``inner`` behind ``GET /healthz`` and ``GET /readyz`` (see the module docstring)."""
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path")
-        if scope["type"] != "http" or path not in ("/healthz", "/readyz"):
-            await inner(scope, receive, send)
-            return
-        ok = path == "/healthz" or (health.ready and not health.draining)
-        body = json.dumps({"status": health.status, "worker": health.worker, "pid": os.getpid()}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"cache-control", b"no-store"),
-            (b"x-sente-worker", b"-" if health.worker is None else str(health.worker).encode()),
-            (b"x-sente-pid", str(os.getpid()).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200 if ok else 503, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
-
-    return app
 
 
 # ---------------------------------------------------------------------- uvicorn with a drain

@@ -3,6 +3,7 @@ suite that still collects in a clone without ../shared beside it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,8 @@ def test_the_suite_collects_without_the_shared_vectors(tmp_path: Path) -> None:
     shutil.copy(REPO / "pyproject.toml", clone)
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                            "tests/csente", "tests/sente/test_packers.py", "tests/sente/conformance"],
-                          cwd=clone, capture_output=True, text=True, timeout=120)
+                          cwd=clone, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "CI"})  # CI would refuse: no ../shared
     assert done.returncode in (0, 5), done.stdout[-3000:] + done.stderr[-3000:]
     assert "error" not in done.stdout.lower().split("\n")[-2], done.stdout[-2000:]
     assert "tests collected" in done.stdout or "no tests collected" in done.stdout, done.stdout[-2000:]

@@ -67,7 +67,26 @@ def ratios(records: Sequence[dict[str, Any]]) -> str:
                              else f"{1 / times:.1f}× more than {other['peer']}")
         if parts:
             out.append(f"* {r['peer']} {r['kind']}: server CPU per delivery " + ", ".join(parts))
+    out += _against_broadcast_all(rows)
     return "\n".join(out)
+
+
+UID_PUSH_PEERS = ("csente-uids", "csente-send", "csente-ref")
+"""Peers whose events reach clients through a uid list or per-uid sends, the way Sente apps push."""
+
+
+def _against_broadcast_all(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Per-uid pushes against ``broadcast(event)`` (peer ``csente``) in the same mode: CPU per delivery and p99."""
+    base = {r["kind"]: r for r in rows if r["peer"] == "csente"}
+    out = []
+    for r in rows:
+        b = base.get(r["kind"])
+        if r["peer"] in UID_PUSH_PEERS and b is not None:
+            cpu = r["cpu_us_per_delivery"] / b["cpu_us_per_delivery"]
+            p99 = f", p99 {r['p99_ms'] / b['p99_ms']:.2f}×" if r.get("p99_ms") and b.get("p99_ms") else ""
+            out.append(f"* {r['peer']} {r['kind']} against csente's broadcast(event): {cpu:.2f}× the CPU per "
+                       f"delivery{p99}")
+    return out
 
 
 def chart(records: Sequence[dict[str, Any]], path: Path) -> bool:

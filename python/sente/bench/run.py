@@ -49,7 +49,7 @@ from .loadgen import (
 from .metrics import Sample, parse_cpus, raise_nofile
 from .servers import PEERS, Peer, RunningServer, checkout, peer
 
-DEFAULT_PEERS = "picows,socketio,csente,csente-30ms,csente-ref"
+DEFAULT_PEERS = "picows,socketio,csente,csente-30ms,csente-uids,csente-send,csente-ref"
 DESCRIPTION = """\
 Broadcast fan-out to N WebSocket clients: csente side by side with other servers it starts (--peers), or the
 Sente server already running at --url. For each: connect N clients (connections/s, server RSS per idle

@@ -52,7 +52,7 @@ def has_cluster() -> bool:
     return importlib.util.find_spec("sente.cluster.supervisor") is not None
 
 
-PEERS = "csente, csente-30ms, csente-ref, csente-w<N>, picows, socketio"
+PEERS = "csente, csente-30ms, csente-uids, csente-send, csente-ref, csente-w<N>, picows, socketio"
 
 
 def peer(name: str) -> Peer:
@@ -77,6 +77,10 @@ def peer(name: str) -> Peer:
     if name == "csente-30ms":
         return Peer(name, "sente", (*one, "--send-buf-ms-ws", "30"), "READY", path="/chsk",
                     notes="1 process, broadcast(event), Sente's default 30 ms window")
+    if name in ("csente-uids", "csente-send"):
+        how = "broadcast(event, connected_uids.any)" if name == "csente-uids" else "send(uid, event) per uid"
+        return Peer(name, "sente", (*one, "--send-buf-ms-ws", "0", "--push", name[7:]), "READY", path="/chsk",
+                    notes=f"1 process, {how}, adaptive flush")
     if name == "csente-ref":
         return Peer(name, "sente-rig", (*serve, "sente.testapp:app", "--workers", "0"), "sente: serving",
                     path="/chsk", notes="1 process, the reference app: [:test/broadcast-all x] pushes to "

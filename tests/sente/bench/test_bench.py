@@ -83,3 +83,17 @@ def test_histogram_percentiles() -> None:
     assert bucket(123_456) <= 123_456 < bucket(123_456) * 1.001 + 1
     hist = {bucket(v): 1 for v in range(1, 1001)}  # 1..1000 µs
     assert percentile(hist, 0.5) == 0.5 and percentile(hist, 0.99) == 0.99 and percentile({}, 0.5) is None
+
+
+def test_per_uid_push_peers_deliver_everything_and_are_compared_with_broadcast_all(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "sente", "bench", "--peers", "csente,csente-uids,csente-send", "-n", "10",
+           "--events", "5", "--modes", "burst", "--drain-s", "2", "--max-seconds", "40", "--quiet",
+           "--out", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    bursts = {r["peer"]: r for r in records if r["kind"] == "burst"}
+    assert set(bursts) == {"csente", "csente-uids", "csente-send"}
+    assert all(r["lost"] == 0 and r["deliveries"] == 50 for r in bursts.values()), bursts
+    for peer in ("csente-uids", "csente-send"):
+        assert f"* {peer} burst against csente's broadcast(event): " in done.stdout, done.stdout
