@@ -21,27 +21,12 @@ import pytest
 
 from sente.client import ConnectTimeout, connect
 from sente.client.probe import probe
-from tests.helpers import stop
-from tests.sente.test_serve import free_port, read_line
+from tests.sente.cluster.test_processes import Output, process
+from tests.sente.test_serve import free_port
 
-
-def wait_line(proc: subprocess.Popen[str], text: str, timeout: float = 20.0) -> str:
-    """Read the process's output until a line holding ``text``; the lines before it are kept in ``proc.seen``."""
-    seen = []
-    while True:
-        line = read_line(proc, timeout)
-        if not line:
-            raise AssertionError("the process ended: " + "".join(seen))
-        seen.append(line)
-        if text in line:
-            proc.seen = "".join(seen)  # type: ignore[attr-defined]
-            return line
-
-REPO = Path(__file__).resolve().parents[2]
 APP = "tests.sente.stack_apps:fastapi_mounted"
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
@@ -57,21 +42,13 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def tls_server(cert: tuple[Path, Path], *extra: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+def tls_server(cert: tuple[Path, Path], *extra: str) -> Iterator[tuple[int, Output]]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sente", "serve", APP, "--workers", "0", "--port", str(port),
-         "--ssl-certfile", str(cert[0]), "--ssl-keyfile", str(cert[1]), *extra],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        line = wait_line(proc, "sente: serving", timeout=45)
-        assert f"https://127.0.0.1:{port}" in line, line
-        yield port, proc
-    finally:
-        stop(proc)
-        if proc.stdout:
-            proc.stdout.close()
+    argv = ["-m", "sente", "serve", APP, "--workers", "0", "--port", str(port),
+            "--ssl-certfile", str(cert[0]), "--ssl-keyfile", str(cert[1]), *extra]
+    with process(argv) as out:
+        out.wait_for(f"sente: serving {APP} on https://127.0.0.1:{port}")
+        yield port, out
 
 
 def test_https_and_wss_on_one_port_with_the_client_trusting_the_certificate(cert: tuple[Path, Path]) -> None:
@@ -90,11 +67,9 @@ def test_https_and_wss_on_one_port_with_the_client_trusting_the_certificate(cert
             async with connect(url, type="ws", params={"uid": "eve"}, open_timeout=2):  # the system's CAs
                 pass
 
-    with tls_server(cert) as (port, proc):
+    with tls_server(cert) as (port, out):
         asyncio.run(asyncio.wait_for(run(port), 30))
-        proc.terminate()
-        out = proc.seen + proc.communicate(timeout=15)[0]  # type: ignore[attr-defined]
-    assert "the ASGI lifespan did not reach the Sente server at /chsk" in out, out
+        out.wait_for("the ASGI lifespan did not reach the Sente server at /chsk")
 
 
 def test_probe_trusts_a_cafile_or_nothing_says_why_it_failed_and_speaks_the_packer(cert: tuple[Path, Path]) -> None:

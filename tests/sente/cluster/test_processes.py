@@ -43,27 +43,30 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 class Output:
-    """A process's merged output, read without blocking past a deadline."""
+    """A process's merged output, read straight from the pipe (no buffered lines hidden from select)."""
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc, self.text = proc, ""
 
     def wait_for(self, needle: str, count: int = 1, timeout: float = START_TIMEOUT) -> None:
         assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            sel.register(fd, selectors.EVENT_READ)
             while self.text.count(needle) < count:
                 left = deadline - time.monotonic()
-                assert left > 0 and self.proc.poll() is None, f"no {needle!r} in: {self.text[-3000:]}"
+                assert left > 0, f"no {needle!r} within {timeout} s in: {self.text[-3000:]}"
                 if sel.select(min(left, 0.5)):
-                    self.text += self.proc.stdout.readline()
+                    chunk = os.read(fd, 65536)
+                    assert chunk, f"the process ended without {needle!r}: {self.text[-3000:]}"
+                    self.text += chunk.decode(errors="replace")
 
 
 @contextlib.contextmanager
 def process(argv: list[str], **env: str) -> Iterator[Output]:
     proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         yield Output(proc)
     finally:
