@@ -25,6 +25,7 @@ REQUIRED_IN_CI = {
     "prometheus and promtool (apt-get install prometheus)": lambda: shutil.which("prometheus") is not None
     and shutil.which("promtool") is not None,
     "redis-server (apt-get install redis-server)": lambda: shutil.which("redis-server") is not None,
+    "openssl (apt-get install openssl)": lambda: shutil.which("openssl") is not None,
     f"Pythons {', '.join(SUPPORTED)} for the wheel tests (pyenv)": lambda: all(map(interpreter, SUPPORTED)),
 }
 

@@ -26,7 +26,9 @@ from .protocol.config import ServerConfig
 NUMERIC_OPTIONS = [f.name for f in dataclasses.fields(ServerConfig) if f.type in ("int", "int | None")]
 PACKER_NAMES = ["edn", "transit"]
 SETTING_FLAGS = ("host", "port", "workers", "packer", "log_level", "json_logs", "shutdown_timeout", "redis_url",
-                 "redis_ttl", "session_secret_file", "secure_cookies")
+                 "redis_ttl", "session_secret_file", "secure_cookies", "ssl_certfile", "ssl_keyfile",
+                 "ssl_ca_certs")
+TLS_FLAGS = ("ssl_certfile", "ssl_keyfile", "ssl_ca_certs")
 
 
 def _version() -> str:
@@ -85,7 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError, ValueError, TypeError) as e:
         print(f"sente: cannot load APP {args.app!r}: {e}", file=sys.stderr)
         return 2
-    url = f"http://{settings.host}:{{port}}"
+    url = f"{'https' if settings.ssl_certfile else 'http'}://{settings.host}:{{port}}"
     if settings.workers == 0:
         configure_logging(settings, None)
 
@@ -116,8 +118,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     """``sente demo``: exactly ``sente serve sente.demo:app`` (2 workers unless told), the chat page at ``/``."""
     argv = ["serve", "sente.demo:app", "--workers", args.workers]
-    for flag in ("host", "port", "packer"):
-        argv += [f"--{flag}", getattr(args, flag)] if getattr(args, flag) else []
+    for flag in ("host", "port", "packer", *TLS_FLAGS):
+        argv += [f"--{flag.replace('_', '-')}", getattr(args, flag)] if getattr(args, flag) else []
     print("sente demo: open the URL below in two browser tabs (/?type=ajax forces Ajax long-polling)", flush=True)
     return main(argv)
 
@@ -137,7 +139,7 @@ def _probe(args: argparse.Namespace) -> int:
     import asyncio
 
     from . import edn
-    from .client.probe import probe
+    from .client.probe import probe, ssl_option
 
     if args.send is not None:
         try:
@@ -152,6 +154,7 @@ def _probe(args: argparse.Namespace) -> int:
     return asyncio.run(probe(
         args.url, uid=args.uid, type=args.type, event=args.send, timeout=args.timeout, token_url=args.token_url,
         csrf_token=args.csrf_token, headers=[(k.strip(), v.strip()) for k, v in headers], trace=args.trace,
+        packer=args.packer, ssl=ssl_option(args.cafile, args.insecure),
     ))
 
 
@@ -187,6 +190,14 @@ def _publish(args: argparse.Namespace) -> int:
         return 2
     print(f"sente publish: received by {n} node workers")
     return 0
+
+
+def _tls_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ssl-certfile", metavar="PEM",
+                        help="serve https and wss on the port with this certificate (chain) (default: none, "
+                             "plain http and ws)")
+    parser.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key (if not in --ssl-certfile)")
+    parser.add_argument("--ssl-ca-certs", metavar="PEM", help="CA certificates to verify client certificates with")
 
 
 def _snapshot(args: argparse.Namespace) -> int:
@@ -267,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "(default: $XDG_STATE_HOME/sente/session-secret; SENTE_SESSION_SECRET wins)")
     serve.add_argument("--secure-cookies", action=argparse.BooleanOptionalAction, default=None,
                        help="mark session cookies Secure (default: on under TLS)")
+    _tls_flags(serve)
     for name in NUMERIC_OPTIONS:
         serve.add_argument("--" + name.replace("_", "-"), default=None, metavar="N", help=_option_help(name))
     demo = sub.add_parser("demo", help="the demo: a live chat page on sente.js (sente serve sente.demo:app)",
@@ -275,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--port", help="TCP port; 0: any free port (default: 8090)")
     demo.add_argument("--workers", default="2", metavar="N", help="worker processes (default: %(default)s)")
     demo.add_argument("--packer", choices=PACKER_NAMES, help="wire format (default: edn)")
+    _tls_flags(demo)
     probe = sub.add_parser("probe", help="connect as a Sente client, print the handshake and the wire transcript",
                            formatter_class=_formatter)
     probe.add_argument("url", metavar="URL", help="the Sente endpoint, e.g. http://127.0.0.1:8090/chsk")
@@ -289,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
                        help="an extra request header, repeatable")
     probe.add_argument("--trace", action="store_true", help="also log at DEBUG level (sente.client.wire...)")
+    probe.add_argument("--packer", choices=PACKER_NAMES, default="edn", help="the server's wire format "
+                       "(default: %(default)s)")
+    probe.add_argument("--cafile", metavar="PEM", help="trust the CA certificate(s) in this file (https/wss)")
+    probe.add_argument("--insecure", action="store_true", help="do not verify the server's certificate (https/wss)")
     snap = sub.add_parser("dashboard-snapshot", help="render the Grafana dashboard's panels from Prometheus to a PNG",
                           formatter_class=_formatter)
     snap.add_argument("--prometheus", default="http://127.0.0.1:9090", help="Prometheus base URL (default: "

@@ -20,7 +20,7 @@ The file is flat, with the same names as the settings (``-`` and ``_`` both acce
 
 Names: ``host``, ``port``, ``workers``, ``packer``, ``log_level``, ``json_logs``, ``shutdown_timeout``,
 ``redis_url`` (``SENTE_REDIS_URL``: join other nodes through Redis), ``redis_ttl``, ``session_secret_file``,
-``secure_cookies`` and
+``secure_cookies``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_ca_certs`` (https and wss on the port) and
 every numeric :class:`~sente.protocol.config.ServerConfig` option (``NUMERIC_OPTIONS``).
 """
 
@@ -82,6 +82,11 @@ class Settings:
     ``$XDG_STATE_HOME/sente/session-secret``); ``SENTE_SESSION_SECRET`` (the secret itself) wins over it."""
     secure_cookies: bool | None = None
     """Mark session cookies ``Secure`` (HTTPS only); None: on when this server serves TLS."""
+    ssl_certfile: str | None = None
+    """Serve https/wss with this PEM certificate (chain); ``ssl_keyfile`` is its key unless the file holds it."""
+    ssl_keyfile: str | None = None
+    ssl_ca_certs: str | None = None
+    """CA certificates to verify client certificates with."""
     server_options: Mapping[str, int | None] = field(default_factory=dict)
     """The numeric ServerConfig options that were set (only those), passed on to the app factory."""
 
@@ -195,6 +200,14 @@ def _parse_auto_bool(value: Any, where: str) -> bool | None:
     return _parse_bool(value, where)
 
 
+def _parse_file(value: Any, where: str) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if not isinstance(value, str) or not os.path.isfile(value):
+        raise ConfigError(f"{where}: no such file: {value!r}")
+    return value
+
+
 def _parse_option(name: str) -> Callable[[Any, str], int | None]:
     def parse(value: Any, where: str) -> int | None:
         if name in OPTIONAL_OPTIONS and (value is None or (isinstance(value, str) and value.lower() == "none")):
@@ -216,6 +229,9 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "redis_ttl": _parse_float,
     "session_secret_file": _parse_secret_file,
     "secure_cookies": _parse_auto_bool,
+    "ssl_certfile": _parse_file,
+    "ssl_keyfile": _parse_file,
+    "ssl_ca_certs": _parse_file,
     **{name: _parse_option(name) for name in NUMERIC_OPTIONS},
 }
 NAMES: tuple[str, ...] = tuple(_PARSERS)
@@ -298,4 +314,6 @@ def _build(values: Mapping[str, tuple[Any, str]]) -> Settings:
     except (ValueError, TypeError) as e:
         sources = ", ".join(values[name][1] for name in options)
         raise ConfigError(f"{sources}: {e}") from None
+    if (parsed.get("ssl_keyfile") or parsed.get("ssl_ca_certs")) and not parsed.get("ssl_certfile"):
+        raise ConfigError("--ssl-keyfile and --ssl-ca-certs need --ssl-certfile (the server's certificate)")
     return Settings(**parsed, server_options=options)

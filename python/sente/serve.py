@@ -5,10 +5,8 @@ What ``sente serve`` adds around it, in one process or in each worker of the sup
 
 * :func:`bind_socket`: the process binds its listening socket itself, with ``SO_REUSEPORT`` in a worker, so
   every worker listens on the same host:port and the kernel spreads new connections over them;
-* :func:`health_routes`: ``GET /healthz`` (200 while the process serves) and ``GET /readyz`` (200 once the server
-  is started and, in a worker, attached to shared memory; 503 while starting or draining), answered before
-  the app's routes. Both bodies are JSON, ``{"status": ..., "worker": <index or null>, "pid": <pid>}``, and
-  carry ``X-Sente-Worker``/``X-Sente-Pid`` headers: how a test (or an operator) sees which worker answered;
+* :func:`~sente.ops.health_routes`: ``GET /healthz`` and ``GET /readyz`` (:mod:`sente.ops`), answered before
+  the app's routes, like ``GET /metrics``;
 * :class:`DrainingServer`: on SIGTERM or SIGINT it stops accepting, turns ``/readyz`` to 503, settles the Sente
   server with the rest of the broker (:meth:`~sente.server.ChannelSocketServer.settle`: every worker flushes, then
   delivers what the others flushed to it, until all have; at most :data:`SETTLE_TIMEOUT_S`), drains it
@@ -21,9 +19,7 @@ What ``sente serve`` adds around it, in one process or in each worker of the sup
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import signal
 import socket
 import threading
@@ -35,10 +31,11 @@ import uvicorn
 
 from .app import SenteApp
 from .metrics import SenteCollector, metrics_route
+from .ops import Health as Health  # /healthz and /readyz live with the other ops endpoints
+from .ops import health_routes as health_routes
 from .protocol.ratelog import RateLimitedLog
 from .protocol.stats import counters
 from .server import AsgiApp
-from .transport.asgi import Receive, Scope, Send
 from .transport.http import HeadLimits, make_http_protocol_class
 from .transport.sockets import bind_socket as bind_socket  # its old home: the listening socket is transport's
 from .transport.websocket import make_ws_protocol_class
@@ -61,19 +58,25 @@ def uvicorn_config(
     asgi: AsgiApp | None = None,
     log_config: Any = uvicorn.config.LOGGING_CONFIG,
     timeout_graceful_shutdown: float | None = None,
+    tls: Tls | None = None,
 ) -> uvicorn.Config:
     """uvicorn settings for ``app``: httptools with the request-head limits of ``app.server.config``
     (:mod:`sente.transport.http`) for HTTP, our picows bridge in the ``ws`` slot.
 
     ``asgi`` replaces ``app.asgi`` for HTTP (e.g. wrapped in :func:`health_routes`); ``log_config=None`` leaves
-    logging as the caller set it up.
+    logging as the caller set it up. With ``tls``, the port speaks https and wss only. A server whose sessions are
+    the host framework's (:class:`~sente.sessions.HostSessions`) gets its WebSockets through ASGI (uvicorn's own
+    implementation) instead of the bridge, so the framework's session middleware runs for them too.
     """
     options = app.server.config
-    ws_protocol = make_ws_protocol_class(lambda: app.server, max_message_size=options.max_ws_message_bytes)
+    ws_protocol: Any = make_ws_protocol_class(lambda: app.server, max_message_size=options.max_ws_message_bytes)
     head_timeout = options.head_timeout_ms / 1000 if options.head_timeout_ms is not None else None
     http_protocol = make_http_protocol_class(
         HeadLimits(options.max_head_bytes, options.max_header_count, head_timeout, _head_refused)
     )
+    if app.server.host_sessions:
+        ws_protocol = "auto"
+    tls = tls or Tls()
     loop = "uvloop" if _has_uvloop() else "asyncio"
     return uvicorn.Config(
         asgi if asgi is not None else app.asgi,
@@ -86,6 +89,9 @@ def uvicorn_config(
         log_level=log_level,
         log_config=log_config,
         timeout_graceful_shutdown=cast(Any, timeout_graceful_shutdown),  # annotated int; a float works
+        ssl_certfile=tls.certfile,
+        ssl_keyfile=tls.keyfile,
+        ssl_ca_certs=tls.ca_certs,
     )
 
 
@@ -102,44 +108,14 @@ def run(app: SenteApp, host: str = "127.0.0.1", port: int = 8090, log_level: str
         server.run()
 
 
-# ---------------------------------------------------------------------- /healthz and /readyz
+@dataclass(frozen=True)
+class Tls:
+    """Serve https/wss on the port: a PEM certificate (chain), its key (None: in the certificate file) and,
+    to ask clients for certificates, the CAs to verify them with (uvicorn's ``--ssl-*`` options)."""
 
-
-@dataclass
-class Health:
-    """What ``/healthz`` and ``/readyz`` report for this process."""
-
-    worker: int | None = None
-    """The worker index; None when one process serves alone."""
-    ready: bool = False
-    """Started (and attached to shared memory in a worker)."""
-    draining: bool = False
-
-    @property
-    def status(self) -> str:
-        return "draining" if self.draining else "ready" if self.ready else "starting"
-
-
-def health_routes(inner: AsgiApp, health: Health) -> AsgiApp:
-    """``inner`` behind ``GET /healthz`` and ``GET /readyz`` (see the module docstring)."""
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path")
-        if scope["type"] != "http" or path not in ("/healthz", "/readyz"):
-            await inner(scope, receive, send)
-            return
-        ok = path == "/healthz" or (health.ready and not health.draining)
-        body = json.dumps({"status": health.status, "worker": health.worker, "pid": os.getpid()}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"cache-control", b"no-store"),
-            (b"x-sente-worker", b"-" if health.worker is None else str(health.worker).encode()),
-            (b"x-sente-pid", str(os.getpid()).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200 if ok else 503, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
-
-    return app
+    certfile: str | None = None
+    keyfile: str | None = None
+    ca_certs: str | None = None
 
 
 # ---------------------------------------------------------------------- uvicorn with a drain
@@ -169,6 +145,12 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        server = self.sente_app.server
+        if self.started and not server.started:
+            log.warning("the ASGI lifespan did not reach the Sente server at %s (mounted inside an app that keeps "
+                        "the lifespan to itself?): starting its router and its backplane to the other workers now; "
+                        "pass chsk.lifespan to the framework (FastAPI(lifespan=chsk.lifespan))", server.path)
+            server.start()
         if self.started:
             self.health.ready = True
             if self.on_ready is not None:
@@ -195,6 +177,7 @@ def serve_forever(
     shutdown_timeout: float = 10.0,
     on_ready: Callable[[], None] | None = None,
     metrics: SenteCollector | None = None,
+    tls: Tls | None = None,
 ) -> None:
     """Serve ``app`` on the listening ``sock`` until SIGTERM/SIGINT, then drain (see :class:`DrainingServer`).
 
@@ -206,7 +189,7 @@ def serve_forever(
     host, port = sock.getsockname()[:2]
     config = uvicorn_config(
         app, host, port, log_level, asgi=health_routes(metrics_route(app.asgi, metrics), health), log_config=None,
-        timeout_graceful_shutdown=max(0.1, shutdown_timeout - 1.0),
+        timeout_graceful_shutdown=max(0.1, shutdown_timeout - 1.0), tls=tls,
     )
     DrainingServer(config, app, health, on_ready).run(sockets=[sock])
 

@@ -8,6 +8,12 @@ the transports report, runs its timers on the event loop, and carries out its ac
 * the :class:`~sente.transport.websocket.WsHandler` for the picows bridge in uvicorn's ``ws`` slot;
 * the API: ``send``, ``broadcast``, ``connected_uids``, ``events()``, ``on(...)``, ``start_router()``.
 
+Inside a host framework: ``chsk.mount(app)`` (Starlette/FastAPI: Sente at exactly :attr:`path`),
+``app.mount("/", chsk.asgi())`` or ``app.mount("/prefix", chsk.asgi())`` (Sente at ``/prefix/chsk``) all work;
+the router and the backplane start with the ASGI lifespan, with ``FastAPI(lifespan=chsk.lifespan)``, or else
+with the first request (logged once). ``send``, ``broadcast`` and ``connected_uids`` may be called from any
+thread (a sync route's threadpool, a job worker): they hand off to the server's event loop.
+
 Dict keys: by default (``str_keys=True``) Python code uses ``str`` keys and the wire has keywords, both
 ways: ``{"msg": "hi"}`` reaches a ClojureScript client as ``{:msg "hi"}`` and comes back as
 ``{"msg": "hi"}`` (rules in :mod:`sente.keys`). With ``str_keys=False`` the data is exactly Sente's:
@@ -17,8 +23,13 @@ keyword keys are :class:`~sente.edn.Keyword` and ``str`` keys are strings.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
 import inspect
 import logging
+import multiprocessing
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
@@ -31,13 +42,13 @@ from .handlers import Handlers
 from .keys import StrKeysPacker
 from .loop_timer import LoopTimer
 from .packers import Packer, get_packer
-from .protocol.backplane import Backplane, Transport, join_remote
+from .protocol.backplane import Backplane, LocalBackplane, Transport, join_remote
 from .protocol.config import Response, ServerConfig
 from .protocol.events import TIMEOUT
 from .protocol.ratelog import RateLimitedLog
 from .protocol.requests import Request
 from .protocol.server import AJAX_CONTENT_TYPE, Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore
-from .sessions import Sessions, default_store
+from .sessions import HostSessions, Sessions, SessionStore, SignedCookieSessions, default_store
 from .transport.asgi import (
     TOO_LARGE,
     AsgiWebSocket,
@@ -45,6 +56,7 @@ from .transport.asgi import (
     Scope,
     read_body,
     request_from_scope,
+    route_path,
     send_response,
     wait_for_disconnect,
 )
@@ -61,6 +73,10 @@ CLOSED_BY_SERVER = Response(503, "Connection closed by the server", (("Content-T
 TOO_MANY = Response(429, "Too many events waiting", (("Content-Type", "text/plain; charset=utf-8"),))
 Source = WsConnection | AsgiWebSocket | tuple[str, str]
 """Where an event message came from, for fairness: its WebSocket, or ``("ajax", client-id)``."""
+THREAD_CALL_TIMEOUT_S = 10.0
+"""How long ``send``/``connected_uids`` called from another thread wait for the server's loop to run them."""
+NO_HOST_SESSION = Response(500, "HostSessions: no session in the ASGI scope (add Starlette's SessionMiddleware)",
+                           (("Content-Type", "text/plain; charset=utf-8"),))
 
 
 @runtime_checkable
@@ -102,7 +118,7 @@ class ChannelSocketServer:
         path: str = "/chsk",
         packer: str | Packer = "edn",
         str_keys: bool = True,
-        sessions: Sessions | None = None,
+        sessions: Sessions | HostSessions | None = None,
         recv_buffer: int = 1000,
         config: ServerConfig | None = None,
         backplane: Backplane | None = None,
@@ -112,7 +128,10 @@ class ChannelSocketServer:
         self.path = path
         self.packer = StrKeysPacker(get_packer(packer)) if str_keys else get_packer(packer)
         self.config = config if config is not None else ServerConfig(**options)
-        self.sessions = sessions if sessions is not None else default_store()
+        self.host_sessions = isinstance(sessions, HostSessions)
+        """Sessions are the host framework's (``scope["session"]``), not :attr:`sessions`."""
+        self.sessions: Sessions = default_store() if sessions is None or isinstance(sessions, HostSessions) \
+            else sessions
         if backplane is None and ChannelSocketServer.backplane_factory is not None:
             backplane = ChannelSocketServer.backplane_factory()
         if redis_url is not None:  # other nodes, through Redis (composed by the cluster layer: import sente)
@@ -138,25 +157,156 @@ class ChannelSocketServer:
         self._pump_scheduled = False
         self._uid_listeners: list[Callable[[ConnectedUids], None]] = []
         self._last_uids = ConnectedUids(frozenset(), frozenset(), frozenset())
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop serving it: where other threads hand off
+        self._started = False
+        self._owns_router = False
+        from .logs import redact_csrf_tokens  # uvicorn's and hypercorn's access logs print request URLs
+
+        redact_csrf_tokens()
 
     # ------------------------------------------------------------------ API
 
     def send(self, uid: Any, event: Any, *, flush: bool = False) -> bool:
-        """Push ``event`` to every connection of ``uid``; True when the uid has a connection to take it."""
+        """Push ``event`` to every connection of ``uid``; True when the uid has a connection to take it.
+
+        From another thread it waits for the server's loop to run it (a loop pass) and returns its answer.
+        """
+        if not self._on_loop():
+            return bool(self._from_thread(self.send, uid, event, flush=flush))
         result = self.core.send(uid, event, self._now(), flush=flush)
         self.stats.events_pushed += result
         self._pump()
         return result
 
     def broadcast(self, event: Any, uids: Iterable[Any] | None = None) -> None:
-        """Push ``event`` (encoded once) to ``uids``, by default to every connected uid."""
+        """Push ``event`` (encoded once) to ``uids``, by default to every connected uid.
+
+        From another thread it is queued to the server's loop and returns at once (in order with that thread's
+        other calls).
+        """
+        if not self._on_loop():
+            self._loop_for_threads().call_soon_threadsafe(self.broadcast, event, uids)
+            return
         self.core.broadcast(event, self._now(), uids=uids)
         self.stats.events_pushed += 1
         self._pump()
 
     @property
     def connected_uids(self) -> ConnectedUids:
+        """The uids with a connection, by transport (from another thread: read on the server's loop)."""
+        if not self._on_loop():
+            uids: ConnectedUids = self._from_thread(lambda: self.connected_uids)
+            return uids
         return ConnectedUids(self.core.ws_uids, self.core.ajax_uids, self.core.any_uids)
+
+    def _on_loop(self) -> bool:
+        """Whether this call runs on the server's event loop (the first loop that uses the server becomes it)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if self._loop is None or self._loop.is_closed():
+            self._loop = running
+        return running is self._loop
+
+    def _loop_for_threads(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise RuntimeError("the Sente server has no event loop yet: it gets one with the ASGI lifespan or its "
+                               "first request (call send/broadcast from another thread only once it serves)")
+        return loop
+
+    def _from_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` on the server's loop and wait for its result (for callers on other threads)."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as e:
+                future.set_exception(e)
+
+        self._loop_for_threads().call_soon_threadsafe(run)
+        return future.result(THREAD_CALL_TIMEOUT_S)
+
+    # ------------------------------------------------------------------ starting and stopping
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` ran (and :meth:`stop` has not)."""
+        return self._started
+
+    def start(self) -> None:
+        """Start the router for the ``@on`` handlers (unless one runs) and the link to other workers and nodes.
+
+        Idempotent; on the event loop. The ASGI lifespan, :meth:`lifespan` or the first request calls it.
+        """
+        if self._started:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._started = True
+        self._owns_router = self._router is None and bool(self._handlers)
+        if self._owns_router:
+            self.start_router()
+        self._check_deployment()
+        link = self._link()
+        if link is not None:
+            link.start(self._on_remote_batch, self._on_uid_left)
+
+    async def stop(self) -> None:
+        """Undo :meth:`start`: withdraw from the other nodes, stop the link and the router it started."""
+        if not self._started:
+            return
+        self._started = False
+        link = self._link()
+        if link is not None:
+            aclose = getattr(link, "aclose", None)  # a Redis link withdraws its presence
+            if aclose is not None:
+                await aclose()
+            link.stop()
+        if self._owns_router:
+            self._owns_router = False
+            self.stop_router()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """Start and stop with the host app: ``FastAPI(lifespan=chsk.lifespan)``, or ``async with
+        chsk.lifespan():`` inside an app's own lifespan."""
+        self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def _start_on_first_use(self) -> None:
+        log.info("Sente at %s: no ASGI lifespan reached it (mounted inside another app?), so its router and "
+                 "backplane start with this first request; pass chsk.lifespan to the framework "
+                 "(FastAPI(lifespan=chsk.lifespan)) to start them with the app", self.path)
+        self.start()
+
+    def _link(self) -> ClusterLink | None:
+        return self.core.backplane if isinstance(self.core.backplane, ClusterLink) else None
+
+    def _check_deployment(self) -> None:
+        """Say loudly, at startup, what would otherwise fail silently with several processes."""
+        backplane = self.core.backplane
+        redis_link = getattr(backplane, "link", None)
+        memory = isinstance(self.sessions, SessionStore) and not self.host_sessions
+        if redis_link is not None and isinstance(self.sessions, SignedCookieSessions) and not self.host_sessions:
+            # nodes compare it in Redis (sente.cluster.redis logs a mismatch): sessions must verify everywhere
+            redis_link.secret_fingerprint = hashlib.sha256(b"sente-session|" + self.sessions._key).hexdigest()[:16]
+        elif redis_link is not None and memory:
+            log.error("Sente at %s joins other nodes through Redis but keeps sessions in this process's memory: "
+                      "other nodes refuse its clients' sessions (403 Bad CSRF token). Give every node the same "
+                      "SENTE_SESSION_SECRET", self.path)
+        several = multiprocessing.parent_process() is not None or "gunicorn" in os.environ.get("SERVER_SOFTWARE", "")
+        if several and (type(backplane) is LocalBackplane or memory):
+            log.error("Sente at %s runs in a process started by another (uvicorn --workers, gunicorn, --reload?) "
+                      "with %s: with several workers, clients get 403 Bad CSRF token and pushes between workers "
+                      "are lost. Run `sente serve --workers N APP`, or give every worker the same "
+                      "SENTE_SESSION_SECRET and ChannelSocketServer(redis_url=...) (README: several processes "
+                      "without sente serve)", self.path,
+                      "its sessions in memory" if memory else "no backplane")
 
     def connection_counts(self) -> tuple[int, int]:
         """(open WebSockets, registered Ajax clients) of this server, for ``sente_connections``."""
@@ -415,7 +565,7 @@ class ChannelSocketServer:
         return timed
 
     def _with_session(self, request: Request) -> Request:
-        session = self.sessions.load(request.cookies)
+        session = request.host_session if self.host_sessions else self.sessions.load(request.cookies)
         if session is not None:
             request.session = session
         return request
@@ -435,6 +585,8 @@ class ChannelSocketServer:
     def ws_accept(self, request: UpgradeRequest) -> HttpResponse | None:
         if request.path != self.path:
             return HttpResponse(404, [("Content-Type", "text/plain; charset=utf-8")], b"Not Found")
+        if not self._started:
+            self._start_on_first_use()
         refused = self.core.ws_accept(self._upgrade_request(request))
         if refused is None:
             return None
@@ -473,66 +625,125 @@ class ChannelSocketServer:
     def asgi(self, inner: AsgiApp | None = None, *, csrf_token_path: str | None = None) -> AsgiApp:
         """An ASGI app serving Sente's path and passing every other request to ``inner`` (else 404).
 
-        At lifespan startup it starts the router for handlers registered with :meth:`on` / :meth:`on_default`
-        (unless one runs already), then hands the lifespan to ``inner``. With ``csrf_token_path``, a GET there
-        answers the session's CSRF token as text and sets the session cookie when the session is new: how a
-        page (or a Python client) gets the token it must present.
+        Paths are read inside the app it is mounted in (``path`` less ``root_path``): mounted at ``/`` it serves
+        :attr:`path`; at ``/prefix``, ``/prefix`` + :attr:`path`; at :attr:`path` itself, that path (Starlette's
+        ``Mount`` then forwards only ``path/``: :meth:`mount` serves the exact path). The lifespan starts the
+        server (:meth:`start`) and is handed on to ``inner``; without one, the first request starts it. With
+        ``csrf_token_path``, a GET there answers the session's CSRF token as text and sets the session cookie
+        when the session is new: how a page (or a Python client) gets the token it must present.
         """
 
         async def app(scope: Scope, receive: Receive, send: AsgiSend) -> None:
             kind = scope["type"]
-            if kind == "http" and csrf_token_path is not None and scope["path"] == csrf_token_path:
+            if kind == "lifespan":
+                await self._lifespan(inner, scope, receive, send)
+                return
+            local = route_path(scope) if kind in ("http", "websocket") else ""
+            if kind == "http" and csrf_token_path is not None and local == csrf_token_path:
                 await self._send_csrf_token(scope, send)
-            elif kind in ("http", "websocket") and scope["path"] == self.path:
+            elif kind in ("http", "websocket") and self._is_endpoint(scope, local):
+                if not self._started:
+                    self._start_on_first_use()
                 if kind == "http":
                     await self._ajax(scope, receive, send)
                 else:
                     await self._asgi_ws(scope, receive, send)
-            elif kind == "lifespan":
-                owns_router = self._router is None and bool(self._handlers)
-                if owns_router:
-                    self.start_router()
-                link = self.core.backplane if isinstance(self.core.backplane, ClusterLink) else None
-                if link is not None:
-                    link.start(self._on_remote_batch, self._on_uid_left)
-                try:
-                    if inner is not None:
-                        await inner(scope, receive, send)
-                    else:
-                        while (await receive())["type"] != "lifespan.shutdown":
-                            await send({"type": "lifespan.startup.complete"})
-                        await send({"type": "lifespan.shutdown.complete"})
-                finally:
-                    if link is not None:
-                        aclose = getattr(link, "aclose", None)  # a Redis link withdraws its presence
-                        if aclose is not None:
-                            await aclose()
-                        link.stop()
-                    if owns_router:
-                        self.stop_router()
             elif inner is not None:
                 await inner(scope, receive, send)
             elif kind == "http":
                 await send_response(send, Response(404, "Not Found"))
+            elif kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
 
         return app
 
+    def _is_endpoint(self, scope: Scope, local: str) -> bool:
+        """Sente's path inside the mounting app, or the mount point itself when mounted at Sente's path."""
+        if local == self.path:
+            return True
+        return local in ("", "/") and str(scope.get("root_path", "")).rstrip("/").endswith(self.path)
+
+    async def _lifespan(self, inner: AsgiApp | None, scope: Scope, receive: Receive, send: AsgiSend) -> None:
+        self.start()
+        try:
+            if inner is not None:
+                await inner(scope, receive, send)
+            else:
+                while (await receive())["type"] != "lifespan.shutdown":
+                    await send({"type": "lifespan.startup.complete"})
+                await send({"type": "lifespan.shutdown.complete"})
+        finally:
+            await self.stop()
+
+    def mount(self, app: Any) -> None:
+        """Serve Sente at exactly :attr:`path` of a Starlette or FastAPI ``app`` (WebSocket and Ajax), ahead of its
+        own routes, inside its middleware (sessions, auth). ``app.mount(path, chsk.asgi())`` cannot: Starlette's
+        ``Mount`` matches only paths beneath it, so it redirects ``/chsk`` (Ajax) and refuses it (WebSocket)."""
+        from starlette.routing import Route, WebSocketRoute
+
+        endpoint = _Endpoint(self.asgi())
+        app.router.routes[0:0] = [Route(self.path, endpoint), WebSocketRoute(self.path, endpoint)]
+
+    def ops_asgi(self) -> AsgiApp:
+        """``/metrics``, ``/healthz`` and ``/readyz`` of this process, mountable in any ASGI app (:mod:`sente.ops`)."""
+        from .ops import ops_app
+
+        return ops_app(self)
+
     async def _send_csrf_token(self, scope: Scope, send: AsgiSend) -> None:
-        session, new = self.sessions.get_or_create(request_from_scope(scope).cookies)
-        new = new or "csrf-token" not in session
-        token = self.sessions.csrf_token(session)
-        set_cookie = self.sessions.save(session) if new else None
-        headers = [("Cache-Control", "no-store")] + ([("Set-Cookie", set_cookie)] if set_cookie else [])
+        cors = self._cors_headers(scope)
+        if self.host_sessions:
+            host = request_from_scope(scope).host_session
+            if host is None:
+                await send_response(send, NO_HOST_SESSION)
+                return
+            token, set_cookie = HostSessions.csrf_token(host), None  # the middleware saves the session
+        else:
+            session, new = self.sessions.get_or_create(request_from_scope(scope).cookies)
+            new = new or "csrf-token" not in session
+            token = self.sessions.csrf_token(session)
+            set_cookie = self.sessions.save(session) if new else None
+        headers = [("Cache-Control", "no-store"), *cors] + ([("Set-Cookie", set_cookie)] if set_cookie else [])
         await send_response(send, Response(200, token, (("Content-Type", "text/plain; charset=utf-8"),)), headers)
+
+    def _cors_headers(self, scope: Scope) -> list[tuple[str, str]]:
+        """CORS headers for a request from an origin in an explicit ``allowed_origins`` (credentials allowed)."""
+        allowed = self.config.allowed_origins
+        if allowed == "all":
+            return []
+        origin = next((v for k, v in scope.get("headers", ()) if k.lower() == b"origin"), None)
+        if origin is None or origin.decode("latin-1") not in allowed:
+            return []
+        return [("Access-Control-Allow-Origin", origin.decode("latin-1")),
+                ("Access-Control-Allow-Credentials", "true"), ("Vary", "Origin")]
+
+    async def _preflight(self, scope: Scope, send: AsgiSend) -> None:
+        """Answer a CORS preflight (``OPTIONS``) for an allowed origin; 405 for any other."""
+        cors = self._cors_headers(scope)
+        if not cors:
+            await send_response(send, Response(405, "Method Not Allowed"), [("Allow", "GET, POST, OPTIONS")])
+            return
+        asked = next((v for k, v in scope.get("headers", ()) if k.lower() == b"access-control-request-headers"), None)
+        cors += [
+            ("Access-Control-Allow-Methods", "GET, POST"),
+            ("Access-Control-Allow-Headers",
+             asked.decode("latin-1") if asked else "X-CSRF-Token, X-Requested-With, Content-Type"),
+            ("Access-Control-Max-Age", "600"),
+        ]
+        await send_response(send, Response(204, b"", (("Content-Type", "text/plain"),)), cors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
         await self.asgi()(scope, receive, send)
 
     async def _ajax(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
         method = scope["method"]
-        if method not in ("GET", "POST"):
-            await send_response(send, Response(405, "Method Not Allowed"), [("Allow", "GET, POST")])
+        if method == "OPTIONS":
+            await self._preflight(scope, send)
             return
+        if method not in ("GET", "POST"):
+            await send_response(send, Response(405, "Method Not Allowed"), [("Allow", "GET, POST, OPTIONS")])
+            return
+        cors = self._cors_headers(scope)
         body = b""
         source: Source | None = None
         if method == "POST":
@@ -546,7 +757,7 @@ class ChannelSocketServer:
             read = await read_body(receive, self.config.max_body_bytes)
             if read is None:
                 self.stats.count_rejection("size")
-                await send_response(send, TOO_LARGE, [("Connection", "close")])
+                await send_response(send, TOO_LARGE, [("Connection", "close"), *cors])
                 return
             body = read
             self.stats.events_received += 1
@@ -573,7 +784,7 @@ class ChannelSocketServer:
                 self.core.ajax_gone(handle, self._now())
                 self._pump()
                 return
-        await send_response(send, future.result())
+        await send_response(send, future.result(), cors)
 
     async def _asgi_ws(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
         if (await receive())["type"] != "websocket.connect":
@@ -655,6 +866,16 @@ def _client_id(scope: Scope) -> str:
         if name == "client-id":
             return value
     return ""
+
+
+class _Endpoint:
+    """An ASGI app as an object: Starlette routes call objects as ASGI apps (functions as request handlers)."""
+
+    def __init__(self, app: AsgiApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
+        await self.app(scope, receive, send)
 
 
 def _size(data: str | bytes) -> int:

@@ -231,3 +231,17 @@ def resolve_secret(path: str | os.PathLike[str] | None = None) -> str:
                         file, SECRET_ENV)
     os.environ[SECRET_ENV] = secret
     return secret
+
+
+
+class HostSessions:
+    """The host framework's session as Sente's: ``ChannelSocketServer(sessions=HostSessions())``.
+
+    Sente reads the session that ASGI middleware put in ``scope["session"]`` (Starlette's and FastAPI's
+    ``SessionMiddleware``), so a login route's ``request.session["uid"] = "alice"`` is the handshake's uid (the
+    default ``user_id_fn``) and the CSRF token lives in that session too (the default ``csrf_token_fn``). No
+    cookie of our own; the middleware saves what changed. WebSockets must then reach Sente through the ASGI
+    stack (the middleware runs there): ``sente serve`` uses uvicorn's ASGI WebSocket for such a server.
+    """
+
+    csrf_token = staticmethod(_Store.csrf_token)

@@ -9,6 +9,7 @@ cookie jar is disabled: cookies travel in the caller's ``headers`` as they do on
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -32,10 +33,12 @@ class HttpResult:
 
 
 class AjaxHttp:
-    """One aiohttp session (keep-alive pool) for a client's GETs and POSTs."""
+    """One aiohttp session (keep-alive pool) for a client's GETs and POSTs; ``ssl`` as aiohttp's (True: verify
+    with the system's CAs, a context, or False: do not verify)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl: ssl.SSLContext | bool = True) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._ssl = ssl
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -60,6 +63,7 @@ class AjaxHttp:
             data=body,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             allow_redirects=False,
+            ssl=self._ssl,
         ) as response:
             data = await response.read()
             return HttpResult(response.status, data, tuple(response.headers.items()))

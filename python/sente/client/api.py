@@ -18,6 +18,7 @@ import contextlib
 import inspect
 import logging
 import random
+import ssl as _ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -181,7 +182,9 @@ def _split_url(url: str) -> tuple[str, str, str]:
 class Client:
     """A Sente client. Create it with :func:`connect` (or call ``start``/``close`` yourself).
 
-    ``timeout`` arguments are seconds; Sente-named options (``ws_kalive_ms``...) are milliseconds.
+    ``timeout`` arguments are seconds; Sente-named options (``ws_kalive_ms``...) are milliseconds. ``ssl`` is for
+    ``https://``/``wss://`` URLs: an :class:`ssl.SSLContext` (e.g. trusting your own CA), False to skip
+    verification (tests only), None for the system's CAs.
     """
 
     def __init__(
@@ -204,6 +207,7 @@ class Client:
         trace: Callable[[WireRecord], None] | bool | None = None,
         rng: random.Random | None = None,
         recv_buffer: int = 2048,
+        ssl: _ssl.SSLContext | bool | None = None,
     ) -> None:
         self.http_base, self.ws_base, self.path = _split_url(url)
         self.csrf_token = csrf_token
@@ -230,7 +234,9 @@ class Client:
         self._ws: WsLink | None = None
         self._ws_task: asyncio.Task[Any] | None = None
         self._poll_task: asyncio.Task[Any] | None = None
-        self._http = AjaxHttp()
+        # https/wss: ``ssl`` is a context, False (verify nothing) or None (the system's CAs)
+        self._ssl_context = tls_context(ssl) if self.http_base.startswith("https:") else None
+        self._http = AjaxHttp(False if ssl is False else self._ssl_context or True)
         self._recv: asyncio.Queue[ClientEventMsg] = asyncio.Queue(recv_buffer)
         self._handlers: Handlers[Handler] = Handlers()
         self._waiters: list[tuple[Callable[[ClientState], bool], asyncio.Future[None]]] = []
@@ -527,7 +533,8 @@ class Client:
         link = WsLink(on_message, on_closed)
         self._ws = link
         try:
-            await link.open(url, self.headers, timeout=max(1.0, self.open_timeout or 10.0))
+            await link.open(url, self.headers, timeout=max(1.0, self.open_timeout or 10.0),
+                            ssl_context=self._ssl_context)
         except asyncio.CancelledError:
             if self._ws is link:
                 self._ws = None
@@ -540,9 +547,9 @@ class Client:
                 if self.config.type == "ws":
                     self._reject("ws", e.status, e.body)
             else:
-                self._trace("s2c", "ws", "ws_error", raw=repr(e))
+                self._trace("s2c", "ws", "ws_error", raw=describe_error(e))
             now = self._now()
-            self.core.ws_error(conn, repr(e), now)
+            self.core.ws_error(conn, describe_error(e), now)
             self.core.ws_closed(conn, now, 1006, "", False)
             self._pump()
             return
@@ -573,7 +580,7 @@ class Client:
         try:
             result = await self._http.request(method, self.http_base + self.path, query, headers, body, timeout_s)
         except (asyncio.CancelledError, Exception) as e:
-            self._trace("s2c", "ajax", "http_error", raw=repr(e))
+            self._trace("s2c", "ajax", "http_error", raw=describe_error(e))
             raise
         raw: str | bytes = result.body if self.packer.binary else result.body.decode("utf-8", "replace")
         self._trace("s2c", "ajax", "http_response", status=result.status, raw=raw, headers=result.headers)
@@ -593,7 +600,7 @@ class Client:
         except TimeoutError:
             self.core.ajax_poll_done(poll.conn, self._now(), timed_out=True)
         except (aiohttp.ClientError, OSError, ValueError) as e:
-            self.core.ajax_poll_done(poll.conn, self._now(), error=repr(e))
+            self.core.ajax_poll_done(poll.conn, self._now(), error=describe_error(e))
         else:
             if result.status != 200:
                 self._reject("ajax", result.status, result.body)
@@ -634,6 +641,33 @@ class Client:
                 else:
                     self.core.ajax_post_done(post.key, self._now(), data)
         self._pump()
+
+
+def tls_context(option: _ssl.SSLContext | bool | None) -> _ssl.SSLContext:
+    """The context for ``https``/``wss``: the given one; for False one that verifies nothing; else the system's."""
+    if isinstance(option, _ssl.SSLContext):
+        return option
+    context = _ssl.create_default_context()
+    if option is False:
+        context.check_hostname = False
+        context.verify_mode = _ssl.CERT_NONE
+    return context
+
+
+def describe_error(e: BaseException) -> str:
+    """An exception as a line with its detail: a certificate failure says why (``self-signed certificate``...)."""
+    cause: BaseException | None = e
+    seen = 0
+    while cause is not None and seen < 10:  # aiohttp wraps the ssl error (and is itself an ssl.CertificateError)
+        message = getattr(cause, "verify_message", None)
+        if isinstance(cause, _ssl.SSLCertVerificationError) and message:
+            return f"{type(e).__name__}: certificate verify failed: {message}"
+        if isinstance(cause, _ssl.SSLError) and getattr(cause, "reason", None):
+            return f"{type(e).__name__}: SSL error: {cause.reason}"
+        cause = getattr(cause, "certificate_error", None) or getattr(cause, "os_error", None) \
+            or cause.__cause__ or cause.__context__
+        seen += 1
+    return f"{type(e).__name__}: {e}" if str(e) else repr(e)
 
 
 async def _guarded(awaitable: Awaitable[None], event: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as _ssl
 import sys
 from typing import Any, TextIO
 
@@ -16,7 +17,24 @@ import aiohttp
 
 from csente import edn
 
-from .api import ChskClosed, ChskError, ChskTimeout, ConnectionRejected, ConnectTimeout, WireRecord, connect
+from .api import (
+    ChskClosed,
+    ChskError,
+    ChskTimeout,
+    ConnectionRejected,
+    ConnectTimeout,
+    WireRecord,
+    connect,
+    describe_error,
+    tls_context,
+)
+
+
+def ssl_option(cafile: str | None, insecure: bool) -> _ssl.SSLContext | bool | None:
+    """``--cafile``/``--insecure`` as the client's ``ssl`` option (None: the system's CAs)."""
+    if insecure:
+        return False
+    return _ssl.create_default_context(cafile=cafile) if cafile else None
 
 
 async def probe(
@@ -30,6 +48,8 @@ async def probe(
     csrf_token: str | None = None,
     headers: list[tuple[str, str]] | None = None,
     trace: bool = False,
+    packer: str = "edn",
+    ssl: _ssl.SSLContext | bool | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
     if trace:
@@ -37,18 +57,30 @@ async def probe(
     headers = list(headers or [])
     if token_url is not None:
         target = token_url + (("&" if "?" in token_url else "?") + f"uid={uid}" if uid else "")
-        async with aiohttp.ClientSession() as s, s.get(target) as r:
-            csrf_token = (await r.text()).strip()
-            cookie = r.headers.get("Set-Cookie")
-            if cookie:
-                headers.append(("Cookie", cookie.split(";")[0]))
+        verify = False if ssl is False else tls_context(ssl) if target.startswith("https:") else True
+        try:
+            async with aiohttp.ClientSession() as s, s.get(target, ssl=verify) as r:
+                csrf_token = (await r.text()).strip()
+                cookie = r.headers.get("Set-Cookie")
+                if cookie:
+                    headers.append(("Cookie", cookie.split(";")[0]))
+        except (aiohttp.ClientError, OSError) as e:
+            print(f"cannot get a token from {target}: {describe_error(e)}", file=out)
+            return 2
         print(f"csrf token from {target}: {csrf_token}", file=out)
 
+    answered: list[WireRecord] = []
+    errors: list[str | bytes] = []
+
     def show(record: WireRecord) -> None:
+        if record.dir == "s2c" and record.kind in ("ws_frame", "http_response") and record.status in (None, 200):
+            answered.append(record)
+        if record.kind in ("ws_error", "http_error"):
+            errors.append(record.raw)
         print(record.line(), file=out, flush=True)
 
     options: dict[str, Any] = {"type": type, "csrf_token": csrf_token, "headers": headers, "trace": show,
-                               "str_keys": False, "open_timeout": timeout}
+                               "str_keys": False, "open_timeout": timeout, "packer": packer, "ssl": ssl}
     if uid is not None:
         options["params"] = {"uid": uid}
     try:
@@ -70,6 +102,11 @@ async def probe(
         return 2
     except ConnectTimeout as e:
         print(f"no handshake: {e}", file=out)
+        if errors:
+            print(f"last error: {errors[-1]!s}", file=out)
+        if answered:
+            print(f"the server answered, but not with a handshake the {packer} packer reads: is the server's packer "
+                  f"another (--packer {'edn' if packer == 'transit' else 'transit'})?", file=out)
         return 2
     return 0
 

@@ -10,6 +10,7 @@ and body, so a 403 ``Bad CSRF token`` reaches the caller as such.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Sequence
 
 from picows import WSCloseCode, WSFrame, WSInvalidStatusError, WSListener, WSMsgType, WSTransport, ws_connect
@@ -44,12 +45,16 @@ class WsLink:
         self._close_reason = ""
         self._ended = False
 
-    async def open(self, url: str, headers: Sequence[tuple[str, str]], timeout: float) -> None:
-        """Connect and upgrade; raises :class:`UpgradeRefused`, ``OSError`` or a picows ``WSError``."""
+    async def open(self, url: str, headers: Sequence[tuple[str, str]], timeout: float,
+                   ssl_context: ssl.SSLContext | None = None) -> None:
+        """Connect and upgrade; raises :class:`UpgradeRefused`, ``OSError`` or a picows ``WSError``.
+
+        ``ssl_context`` verifies a ``wss://`` server (None: the system's CAs)."""
         try:
             await ws_connect(
                 lambda: _Listener(self),
                 url,
+                ssl_context=ssl_context,
                 extra_headers=list(headers),
                 websocket_handshake_timeout=timeout,
                 max_redirects=0,

@@ -340,6 +340,8 @@ class RedisLink:
         self._on_close_uid: OnUid | None = None
         self._closing = False
         self._outage_logged = False
+        self.secret_fingerprint: str | None = None
+        """A fingerprint of this node's session secret (set by the server): nodes compare it in Redis."""
 
     # ------------------------------------------------------------------ the view (synchronous)
 
@@ -541,6 +543,7 @@ class RedisLink:
             version = self._mine_version
             await self._reset(client)
             await self._snapshot(client)
+            await self._check_secret(client)
             self._set_state("up")
             if self._mine_version != version:  # changed while we registered: decided locally, register again
                 self._reset_due = True
@@ -560,6 +563,25 @@ class RedisLink:
                 await pubsub.aclose()
             with contextlib.suppress(BaseException):
                 await client.aclose()
+
+    async def _check_secret(self, client: Any, *, refresh: bool = False) -> None:
+        """Log an error when this node's session secret is not the cluster's: the first node's fingerprint stays
+        in ``<prefix>:secret`` while any node with the same secret heartbeats (and expires after that)."""
+        if self.secret_fingerprint is None:
+            return
+        key, ttl = f"{self.prefix}:secret", max(1, int(self.ttl_s * 3))
+        mine = self.secret_fingerprint.encode()
+        if not refresh:
+            await client.set(key, mine, nx=True, ex=ttl)
+        theirs = await client.get(key)
+        if theirs == mine:
+            await client.expire(key, ttl)
+        elif theirs is None:
+            await client.set(key, mine, nx=True, ex=ttl)
+        elif not refresh:
+            log.error("this node's session secret differs from the cluster's (fingerprint %s, cluster %s): the other "
+                      "nodes refuse the sessions it issues (403 Bad CSRF token) and it refuses theirs. Give every "
+                      "node the same SENTE_SESSION_SECRET", mine.decode(), theirs.decode(errors="replace"))
 
     async def _reset(self, client: Any) -> None:
         """Register this worker's whole presence in one script (on connect, after a sweep, after an overflow)."""
@@ -693,6 +715,7 @@ class RedisLink:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             registered = await client.eval(HEARTBEAT_LUA, 1, self._members_key, self.member, ttl_ms)
+            await self._check_secret(client, refresh=True)
             if not registered:
                 log.warning("Redis member %s had expired (a stall longer than %.1f s?): registering again",
                             self.member, self.ttl_s)

@@ -50,7 +50,7 @@ from ..app import load_app_factory
 from ..config import Settings, settings_from_json
 from ..metrics import MetricsBlock, Publisher, SenteCollector
 from ..protocol.backplane import Backplane, LocalBackplane
-from ..serve import Health, serve_forever
+from ..serve import Health, Tls, serve_forever
 from ..server import ChannelSocketServer
 from ..transport.sockets import bind_socket
 from .backplane import ShmBackplane
@@ -201,7 +201,8 @@ def serve_app(
                     os.close(ready_fd)
 
         serve_forever(app, sock, health, log_level=settings.log_level, shutdown_timeout=settings.shutdown_timeout,
-                      on_ready=ready, metrics=collector)
+                      on_ready=ready, metrics=collector,
+                      tls=Tls(settings.ssl_certfile, settings.ssl_keyfile, settings.ssl_ca_certs))
         return 0
     finally:
         if publisher is not None:

@@ -13,6 +13,8 @@ class Request:
 
     ``query`` and ``form`` are decoded ``(name, value)`` pairs in wire order; header names are matched
     case-insensitively. ``session`` is whatever the application's session mechanism attached (or {}).
+    ``scope`` is the ASGI scope the request came with (None for a WebSocket through the picows bridge): what
+    the host framework's middleware put there is readable through it, e.g. :attr:`host_session`, :attr:`user`.
     """
 
     method: str
@@ -24,6 +26,19 @@ class Request:
     body: bytes = b""
     session: dict[str, Any] = field(default_factory=dict)
     client: tuple[str, int] | None = None
+    scope: Mapping[str, Any] | None = None
+
+    @property
+    def host_session(self) -> dict[str, Any] | None:
+        """The host framework's session (ASGI ``scope["session"]``, e.g. Starlette's ``SessionMiddleware``)."""
+        session = self.scope.get("session") if self.scope is not None else None
+        return session if isinstance(session, dict) else None
+
+    @property
+    def user(self) -> Any:
+        """The host framework's authenticated user (ASGI ``scope["user"]``, e.g. Starlette's
+        ``AuthenticationMiddleware``), or None."""
+        return self.scope.get("user") if self.scope is not None else None
 
     def header(self, name: str) -> str | None:
         """The first value of a header, by case-insensitive name."""

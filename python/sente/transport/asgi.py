@@ -34,6 +34,19 @@ def parse_cookies(header: str | None) -> dict[str, str]:
     return {name: morsel.value for name, morsel in jar.items()}
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path inside the app it reached: ``path`` less the ``root_path`` a mount added.
+
+    Starlette (0.33+) keeps the full path in ``path`` and adds what a ``Mount`` matched to ``root_path``; older
+    mounts and some servers strip the prefix from ``path`` themselves: then ``path`` is already the answer.
+    """
+    path: str = scope.get("path", "")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root):]
+    return path
+
+
 def request_from_scope(scope: Scope, body: bytes = b"") -> Request:
     """Our :class:`Request` from an ASGI http or websocket scope (and the body, for a form POST)."""
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
@@ -53,6 +66,7 @@ def request_from_scope(scope: Scope, body: bytes = b"") -> Request:
         form=form,
         body=body,
         client=(client[0], client[1]) if client else None,
+        scope=scope,
     )
 
 
