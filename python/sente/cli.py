@@ -18,7 +18,7 @@ from typing import Any
 
 from csente.types import Keyword
 
-from .packers import EdnPacker, Packer, TransitPacker
+from .packers import PACKER_NAMES, EdnPacker, Packer, TransitPacker
 from .protocol.config import ServerConfig
 
 # ServerConfig's numeric options become flags: lp_timeout_ms -> --lp-timeout-ms
@@ -134,6 +134,7 @@ def _probe(args: argparse.Namespace) -> int:
     return asyncio.run(probe(
         args.url, uid=args.uid, type=args.type, event=args.send, timeout=args.timeout, token_url=args.token_url,
         csrf_token=args.csrf_token, headers=[(k.strip(), v.strip()) for k, v in headers], trace=args.trace,
+        packer=args.packer,
     ))
 
 
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("app", metavar="APP", help="module:factory, e.g. sente.testapp:app")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", help="TCP port (default 8090; 0: any free port)")
-    serve.add_argument("--packer", choices=["edn", "transit"], help="wire format (default edn)")
+    serve.add_argument("--packer", choices=PACKER_NAMES, help="wire format (default edn)")
     serve.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--workers", nargs="?", const="auto", metavar="N",
                        help="worker processes under a supervisor (default, or no N: one per CPU); "
@@ -191,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     demo.add_argument("--port", help="TCP port (default 8090; 0: any free port)")
     demo.add_argument("--workers", default="2", metavar="N", help="worker processes (default 2)")
-    demo.add_argument("--packer", choices=["edn", "transit"], help="wire format (default edn)")
+    demo.add_argument("--packer", choices=PACKER_NAMES, help="wire format (default edn)")
     probe = sub.add_parser("probe", help="connect as a Sente client, print the handshake and the wire transcript")
     probe.add_argument("url", metavar="URL", help="the Sente endpoint, e.g. http://127.0.0.1:8090/chsk")
     probe.add_argument("--uid", help="sent as the uid param (and to --token-url)")
@@ -202,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe.add_argument("--csrf-token")
     probe.add_argument("-H", "--header", action="append", default=[], help="'Name: value', repeatable")
     probe.add_argument("--trace", action="store_true", help="also log at DEBUG level (sente.client.wire...)")
+    probe.add_argument("--packer", choices=PACKER_NAMES, default="edn", help="the server's wire format")
     snap = sub.add_parser("dashboard-snapshot", help="render the Grafana dashboard's panels from Prometheus to a PNG")
     snap.add_argument("--prometheus", default="http://127.0.0.1:9090", help="Prometheus base URL")
     snap.add_argument("--out", default="dashboard.png", help="PNG to write (default dashboard.png)")
@@ -213,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     publish.add_argument("--redis-url", metavar="URL", help="the cluster's Redis (default: SENTE_REDIS_URL)")
     publish.add_argument("--uid", help="push to this uid's clients (a string uid)")
     publish.add_argument("--broadcast", action="store_true", help="push to every connected uid")
-    publish.add_argument("--packer", choices=["edn", "transit"], default="edn", help="the cluster's wire format")
+    publish.add_argument("--packer", choices=PACKER_NAMES, default="edn", help="the cluster's wire format")
     publish.add_argument("--prefix", default="sente", help="the cluster's Redis prefix (default sente)")
     sub.add_parser("bench", add_help=False, help="the fan-out benchmark (source checkout; sente bench --help)")
     args, rest = parser.parse_known_args(argv)

@@ -30,6 +30,7 @@ async def probe(
     csrf_token: str | None = None,
     headers: list[tuple[str, str]] | None = None,
     trace: bool = False,
+    packer: str = "edn",
     out: TextIO = sys.stdout,
 ) -> int:
     if trace:
@@ -48,7 +49,7 @@ async def probe(
         print(record.line(), file=out, flush=True)
 
     options: dict[str, Any] = {"type": type, "csrf_token": csrf_token, "headers": headers, "trace": show,
-                               "str_keys": False, "open_timeout": timeout}
+                               "str_keys": False, "open_timeout": timeout, "packer": packer}
     if uid is not None:
         options["params"] = {"uid": uid}
     try:
