@@ -91,7 +91,7 @@ class Counters:
     COUNTERS = (
         "handshakes_ws", "handshakes_ajax", "handshakes_ws_rejected", "handshakes_ajax_rejected",
         "events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received", "decode_errors",
-        "slow_consumer_closes", "dropped_events", *(f"rejected_{r}" for r in REASONS),
+        "slow_consumer_closes", "dropped_events", "pack_errors", *(f"rejected_{r}" for r in REASONS),
         "backplane_published", "backplane_received", "backplane_dropped_outage", "backplane_dropped_queue_full",
     )
     __slots__ = (*COUNTERS, "flush_latency", "reply_latency", "batch_events")
@@ -116,6 +116,7 @@ class Counters:
     decode_errors: int
     slow_consumer_closes: int
     dropped_events: int
+    pack_errors: int
     backplane_published: int
     backplane_received: int
     backplane_dropped_outage: int
@@ -387,6 +388,7 @@ HELP = {
     "decode_errors": "Unreadable messages from clients (dropped frames, Ajax POSTs answered 500).",
     "slow_consumer_closes": "WebSockets closed for holding more than max_outbound_bytes unsent.",
     "dropped_events": "Event messages dropped because the receive buffer was full.",
+    "pack_errors": "Pushed events dropped because the packer cannot write them (an unsupported value).",
     "ring_drops": "Batches for another worker dropped because its inbox was full (by destination worker).",
     "worker_restarts": "Worker processes restarted by the supervisor (by worker index).",
     "worker_cpu_seconds": "CPU time (user + system) of the worker process running now (resets on restart).",
@@ -467,7 +469,7 @@ class SenteCollector(Collector):
         hs.add_metric(["ajax", "rejected"], c["handshakes_ajax_rejected"])
         yield hs
         for key in ("events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received",
-                    "decode_errors", "slow_consumer_closes", "dropped_events"):
+                    "decode_errors", "slow_consumer_closes", "dropped_events", "pack_errors"):
             yield CounterMetricFamily(f"sente_{key}", HELP[key], value=c[key])
         rej = CounterMetricFamily("sente_rejections", HELP["rejections"], labels=["reason"])
         for reason in REASONS:

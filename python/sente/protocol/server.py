@@ -35,7 +35,7 @@ from typing import Any, Literal
 from csente.types import DecodeError
 
 from ..metrics import batch_events, counters
-from ..packers import Packer
+from ..packers import Packed, Packer
 from .backplane import Backplane, LocalBackplane
 from .config import Response, ServerConfig
 from .events import (
@@ -63,8 +63,10 @@ Transport = Literal["ws", "ajax"]
 TRANSPORTS: tuple[Transport, ...] = ("ws", "ajax")
 Handle = Hashable
 AJAX_CONTENT_TYPE = (("Content-Type", "text/html; charset=utf-8"),)
+AJAX_BINARY_CONTENT_TYPE = (("Content-Type", "application/octet-stream"),)
 HANDOFF_WAIT_MS = 100
 """How long a claimed Ajax poll waits for the other processes' handoffs before delivering what it has."""
+_REFUSED = object()  # what _encode gives for a push the packer cannot write
 
 
 @dataclass(slots=True)
@@ -161,8 +163,9 @@ class _Buffer:
     gen: int = 0  # identifies this buffer to its flush timer
 
 
-def _ajax(body: str | bytes, status: int = 200) -> Response:
-    return Response(status, body, AJAX_CONTENT_TYPE)
+def ajax_response(body: str | bytes, status: int = 200) -> Response:
+    """An Ajax answer holding one packed message: text as http-kit sends a string, bytes (binary packers) raw."""
+    return Response(status, body, AJAX_CONTENT_TYPE if isinstance(body, str) else AJAX_BINARY_CONTENT_TYPE)
 
 
 class ServerCore(SansIOCore[Action]):
@@ -408,13 +411,13 @@ class ServerCore(SansIOCore[Action]):
         if request.param("handshake?") is not None or not known:
             self.stats.handshakes_ajax += 1
             client.request = request
-            self._emit(Respond(handle, _ajax(self._handshake(uid, request))))
+            self._emit(Respond(handle, ajax_response(self._handshake(uid, request))))
             if client.handle is None:
                 # a registered client with no channel must still expire if it never polls
                 self._detach(client, now)
             return
         if client.handle is not None:
-            self._emit(Respond(client.handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+            self._emit(Respond(client.handle, ajax_response(self.packer.pack_envelope(TIMEOUT, None))))
             self._handles.pop(client.handle, None)
         self._attach(client, handle)
         claim = client.elsewhere is not None or not client.polled  # else this process owns its polls already
@@ -447,7 +450,7 @@ class ServerCore(SansIOCore[Action]):
         if client.handle is not None:
             handle = client.handle
             self._handles.pop(handle, None)
-            self._emit(Respond(handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+            self._emit(Respond(handle, ajax_response(self.packer.pack_envelope(TIMEOUT, None))))
             self._detach(client, now)
         self.backplane.hand_off(uid, client_id, owner, batches)
         self._wake()
@@ -498,7 +501,7 @@ class ServerCore(SansIOCore[Action]):
             return
         handle = client.handle
         self._handles.pop(handle, None)
-        self._emit(Respond(handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+        self._emit(Respond(handle, ajax_response(self.packer.pack_envelope(TIMEOUT, None))))
         self._detach(client, now)
 
     def ajax_post(self, handle: Handle, request: Request, now: float) -> None:
@@ -525,7 +528,7 @@ class ServerCore(SansIOCore[Action]):
             self._timers.schedule(now + self.config.lp_timeout_ms, "post_timeout", post)
             reply = self._ajax_reply(post)
         else:
-            self._emit(Respond(handle, _ajax(self.packer.pack_envelope(DUMMY_CB_200, None))))
+            self._emit(Respond(handle, ajax_response(self.packer.pack_envelope(DUMMY_CB_200, None))))
         client_id = request.client_id
         if client_id is None:
             log.warning("dropped an Ajax event without a client-id: %r", payload)
@@ -538,7 +541,7 @@ class ServerCore(SansIOCore[Action]):
             if post.done:
                 return False
             self._finish_post(post)
-            self._emit_later(Respond(post.handle, _ajax(self.packer.pack_envelope(value, None))))
+            self._emit_later(Respond(post.handle, ajax_response(self.packer.pack_envelope(value, None))))
             return True
 
         return reply
@@ -550,7 +553,7 @@ class ServerCore(SansIOCore[Action]):
     def _on_post_timeout(self, post: _Post, _conn: int, now: float) -> None:
         if not post.done:
             self._finish_post(post)
-            self._emit(Respond(post.handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+            self._emit(Respond(post.handle, ajax_response(self.packer.pack_envelope(TIMEOUT, None))))
 
     def ajax_gone(self, handle: Handle, now: float) -> None:
         """The HTTP client hung up on a held poll or POST."""
@@ -585,7 +588,9 @@ class ServerCore(SansIOCore[Action]):
         targets = [t for t in TRANSPORTS if uid in self._uid_clients[t] or self.backplane.remote(uid, t)]
         if not targets:
             return False
-        encoded = self.packer.encode_event(event)
+        encoded = self._encode(event)
+        if encoded is _REFUSED:
+            return False
         seq = next(self._seq)
         for transport in targets:
             self._buffers[transport].private.setdefault(uid, []).append((seq, encoded))
@@ -597,12 +602,35 @@ class ServerCore(SansIOCore[Action]):
     def broadcast(self, event: Any, now: float, *, uids: Iterable[Any] | None = None) -> None:
         """Push one event, encoded once, to ``uids`` (default: every uid connected at flush time)."""
         event = make_event(event)
-        encoded = self.packer.encode_event(event)
+        encoded = self._encode(event)
+        if encoded is _REFUSED:
+            return
         targets = None if uids is None else frozenset(NIL_UID if u is None else u for u in uids)
         seq = next(self._seq)
         for transport in TRANSPORTS:
             self._buffers[transport].broadcast.append((seq, encoded, targets))
             self._arm(transport, now)
+
+    def _encode(self, event: Any) -> Any:
+        """The packer's encoding of a push, or _REFUSED: a value the packer cannot write is dropped and
+        counted (``pack_errors``), as Sente drops a push batch it cannot pack; nothing half-written goes out."""
+        try:
+            return self.packer.encode_event(event)
+        except (TypeError, ValueError) as e:
+            self._refused(1, e)
+            return _REFUSED
+
+    def _pack_batch(self, events: list[Any]) -> Packed | None:
+        """The batch, or None when the packer refuses it (packers that encode at batch time, like transit)."""
+        try:
+            return self.packer.pack_batch(events)
+        except (TypeError, ValueError) as e:
+            self._refused(len(events), e)
+            return None
+
+    def _refused(self, events: int, error: Exception) -> None:
+        self.stats.pack_errors += events
+        log.error("dropped %d pushed event(s) the %s packer cannot write: %s", events, self.packer.name, error)
 
     def _arm(self, transport: Transport, now: float) -> None:
         buf = self._buffers[transport]
@@ -656,7 +684,9 @@ class ServerCore(SansIOCore[Action]):
             self.stats.flush_latency.observe(max(0.0, now - buf.flush_at + window) / 1000.0)
         for events, uids in groups.values():
             self.stats.batch_events.observe(len(events))
-            self._deliver(transport, uids, self.packer.pack_batch(events), now, len(events))
+            data = self._pack_batch(events)
+            if data is not None:
+                self._deliver(transport, uids, data, now, len(events))
         self._publish(transport, private, broadcasts)
 
     def _publish(
@@ -673,14 +703,20 @@ class ServerCore(SansIOCore[Action]):
         backplane = self.backplane
         for uid, entries in private.items():
             if backplane.remote(uid, transport):
-                backplane.publish(transport, uid, self.packer.pack_batch([e for _, e in entries]))
+                data = self._pack_batch([e for _, e in entries])
+                if data is not None:
+                    backplane.publish(transport, uid, data)
         if not broadcasts or not backplane.remote_any(transport):
             return
         if all(t is None for _, _, t in broadcasts):
-            backplane.publish(transport, None, self.packer.pack_batch([e for _, e, _ in broadcasts]))
+            data = self._pack_batch([e for _, e, _ in broadcasts])
+            if data is not None:
+                backplane.publish(transport, None, data)
             return
         for _, encoded, targets in broadcasts:
-            data = self.packer.pack_batch([encoded])
+            data = self._pack_batch([encoded])
+            if data is None:
+                continue
             if targets is None:
                 backplane.publish(transport, None, data)
             else:
@@ -722,7 +758,7 @@ class ServerCore(SansIOCore[Action]):
     def _complete_poll(self, client: _Client, data: str | bytes, now: float) -> None:
         handle = client.handle
         self._handles.pop(handle, None)
-        self._emit(Respond(handle, _ajax(data)))
+        self._emit(Respond(handle, ajax_response(data)))
         self._detach(client, now)
 
     def _hold(self, client: _Client, data: str | bytes, now: float) -> None:
