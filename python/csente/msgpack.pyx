@@ -21,6 +21,8 @@ bytes are ignored (browsers send padded Ajax bodies). No buffer index here is co
 a bounds test, hence no bounds checks.
 """
 
+cimport cython
+
 import codecs
 import collections.abc
 import datetime as _dt
@@ -57,6 +59,7 @@ cdef extern from "Python.h":
     Py_ssize_t PyDict_GET_SIZE(object) noexcept
     PyObject* PyDict_GetItem(object, object) noexcept
     int PyDict_SetItem(object, object, object) except -1
+    PyObject* PyDict_SetDefault(object, object, object) except NULL
     int PyDict_Contains(object, object) except -1
     int PySet_Add(object, object) except -1
     int PySet_Contains(object, object) except -1
@@ -207,6 +210,7 @@ cdef union _F32:
     uint32_t u
 
 
+@cython.final
 cdef class _Writer:
     cdef char* buf
     cdef Py_ssize_t len
@@ -251,7 +255,8 @@ cdef class _Writer:
     cdef inline int put_head(self, unsigned char tag, uint64_t v, int width) except -1:
         """``tag`` then ``v`` big-endian in ``width`` (1, 2, 4 or 8) bytes."""
         cdef char* p
-        self.reserve(9)
+        if self.len + 9 > self.cap:
+            self.reserve(9)
         p = self.buf + self.len
         p[0] = <char>tag
         if width == 1:
@@ -274,7 +279,7 @@ cdef class _Writer:
                 return self.put_head(0xCC, <uint64_t>v, 1)
             if v <= 0xFFFF:
                 return self.put_head(0xCD, <uint64_t>v, 2)
-            if v <= 0xFFFFFFFF:
+            if v <= 0xFFFFFFFFLL:
                 return self.put_head(0xCE, <uint64_t>v, 4)
             return self.put_head(0xD3, <uint64_t>v, 8)
         if v >= -32:
@@ -310,7 +315,7 @@ cdef class _Writer:
         """``base`` with a 16-bit length, or ``base + 1`` with a 32-bit one (str16/32, bin16/32, ...)."""
         if n <= 0xFFFF:
             return self.put_head(base, <uint64_t>n, 2)
-        if n > 0xFFFFFFFF:
+        if n > 0xFFFFFFFFLL:
             raise EncodeError("Pack failed: more than 2^32-1 elements or bytes")
         return self.put_head(base + 1, <uint64_t>n, 4)
 
@@ -356,7 +361,7 @@ cdef class _Writer:
             self.put_head(0xC7, <uint64_t>n, 1)
         elif n <= 0xFFFF:
             self.put_head(0xC8, <uint64_t>n, 2)
-        elif n <= 0xFFFFFFFF:
+        elif n <= 0xFFFFFFFFLL:
             self.put_head(0xC9, <uint64_t>n, 4)
         else:
             raise EncodeError("Pack failed: an ext payload over 4 GiB")
@@ -388,15 +393,19 @@ cdef class _Writer:
     cdef int put_key(self, object k) except -1:
         cdef type t = type(k)
         cdef PyObject* found
+        cdef Py_ssize_t n
         if t is Keyword or t is str or isinstance(k, str):
-            found = PyDict_GetItem(self.cache, k)
-            if found != NULL:
-                self.put_head(0xD4, 0x08, 1)
-                return self.putc(<unsigned char>(<object>found))
-            self.write(k)
-            if PyDict_GET_SIZE(self.cache) < CACHE_SIZE:
-                PyDict_SetItem(self.cache, k, PyDict_GET_SIZE(self.cache))
-            return 0
+            n = PyDict_GET_SIZE(self.cache)
+            if n < CACHE_SIZE:  # one probe: the key's index, or the next one, now given to it
+                found = PyDict_SetDefault(self.cache, k, n)
+                if PyDict_GET_SIZE(self.cache) > n:
+                    return self.write(k)
+            else:
+                found = PyDict_GetItem(self.cache, k)
+                if found == NULL:
+                    return self.write(k)
+            self.put_head(0xD4, 0x08, 1)
+            return self.putc(<unsigned char>(<object>found))
         return self.write(k)
 
     cdef int put_map(self, object m) except -1:
@@ -670,6 +679,7 @@ cdef object _instant(long long seconds, long long nanos):
         raise ValueError("the instant is outside Python datetime's years 1..9999") from None
 
 
+@cython.final
 cdef class _Reader:
     cdef const unsigned char* s
     cdef Py_ssize_t i
