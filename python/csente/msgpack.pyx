@@ -200,6 +200,31 @@ cdef inline void _be64(char* p, uint64_t v) noexcept:
     _be32(p + 4, <uint32_t>v)
 
 
+cdef inline Py_ssize_t _ext_head(char* out, unsigned char kind, Py_ssize_t n) noexcept:
+    """Writes an ext header for a payload of ``n`` bytes (at most 4 GiB, checked by the caller); its length.
+
+    fixext d4..d8 for payloads of exactly 1/2/4/8/16 bytes, else ext8/16/32 with the length.
+    """
+    cdef Py_ssize_t h
+    if n == 1 or n == 2 or n == 4 or n == 8 or n == 16:
+        out[0] = <char>(0xD4 + (0 if n == 1 else 1 if n == 2 else 2 if n == 4 else 3 if n == 8 else 4))
+        h = 1
+    elif n <= 0xFF:
+        out[0] = <char>0xC7
+        out[1] = <char>n
+        h = 2
+    elif n <= 0xFFFF:
+        out[0] = <char>0xC8
+        _be16(out + 1, <uint16_t>n)
+        h = 3
+    else:
+        out[0] = <char>0xC9
+        _be32(out + 1, <uint32_t>n)
+        h = 5
+    out[h] = <char>kind
+    return h + 1
+
+
 cdef union _F64:
     double d
     uint64_t u
@@ -321,8 +346,9 @@ cdef class _Writer:
 
     cdef int put_utf8(self, str s, unsigned char kind) except -1:
         """``s`` as UTF-8 (Java's encoder: a lone surrogate is ``?``): a str (kind 255) or an ext payload."""
-        cdef Py_ssize_t n
+        cdef Py_ssize_t n, h
         cdef const char* p
+        cdef char* out
         cdef bytes b
         if PyUnicode_IS_ASCII(s):
             p = <const char*>PyUnicode_DATA(s)
@@ -334,38 +360,39 @@ cdef class _Writer:
                 b = _jvm_utf8(s)
                 p = PyBytes_AS_STRING(b)
                 n = PyBytes_GET_SIZE(b)
-        if kind == 255:
-            if n <= 31:
-                self.putc(0xA0 | <unsigned char>n)
-            elif n <= 0xFF:
-                self.put_head(0xD9, <uint64_t>n, 1)
-            else:
-                self.put_wide(0xDA, n)
+        if n > 0xFFFFFFFFLL:
+            raise EncodeError("Pack failed: a string over 4 GiB")
+        if self.len + n + EXT_RESERVE > self.cap:
+            self.reserve(n + EXT_RESERVE)
+        out = self.buf + self.len
+        if kind != 255:
+            h = _ext_head(out, kind, n)
+        elif n <= 31:
+            out[0] = <char>(0xA0 | n)
+            h = 1
+        elif n <= 0xFF:
+            out[0] = <char>0xD9
+            out[1] = <char>n
+            h = 2
+        elif n <= 0xFFFF:
+            out[0] = <char>0xDA
+            _be16(out + 1, <uint16_t>n)
+            h = 3
         else:
-            self.put_ext_head(kind, n)
-        return self.put(p, n)
+            out[0] = <char>0xDB
+            _be32(out + 1, <uint32_t>n)
+            h = 5
+        memcpy(out + h, p, n)
+        self.len += h + n
+        return 0
 
     cdef int put_ext_head(self, unsigned char kind, Py_ssize_t n) except -1:
-        """fixext d4..d8 for payloads of exactly 1/2/4/8/16 bytes, else ext8/16/32 with the length."""
-        if n == 1:
-            self.putc(0xD4)
-        elif n == 2:
-            self.putc(0xD5)
-        elif n == 4:
-            self.putc(0xD6)
-        elif n == 8:
-            self.putc(0xD7)
-        elif n == 16:
-            self.putc(0xD8)
-        elif n <= 0xFF:
-            self.put_head(0xC7, <uint64_t>n, 1)
-        elif n <= 0xFFFF:
-            self.put_head(0xC8, <uint64_t>n, 2)
-        elif n <= 0xFFFFFFFFLL:
-            self.put_head(0xC9, <uint64_t>n, 4)
-        else:
+        if n > 0xFFFFFFFFLL:
             raise EncodeError("Pack failed: an ext payload over 4 GiB")
-        return self.putc(kind)
+        if self.len + EXT_RESERVE > self.cap:
+            self.reserve(EXT_RESERVE)
+        self.len += _ext_head(self.buf + self.len, kind, n)
+        return 0
 
     cdef Py_ssize_t open_ext(self) except -1:
         """Start an ext whose payload is written next (a set's array, a ratio's two ints)."""

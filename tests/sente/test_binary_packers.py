@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -126,3 +127,17 @@ def test_gzip_batches_are_compressed_once_from_the_inner_batch(inner: Packer) ->
     assert packer.unpack_envelope(batch).payload == events
     small = packer.pack_batch([packer.encode_event(events[0])])
     assert small[0] == 0 and packer.unpack(small) == [[events[0]], None]
+
+
+def test_the_readme_custom_packer_keeps_the_batch_contract() -> None:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    code = text.split("### Writing your own packer", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    packer = namespace["JsonPacker"]()
+    events = [[K("chat/msg"), {K("text"): "hi"}], [K("chat/msg"), {K("text"): "bye"}]]
+    batch = packer.pack_batch([packer.encode_event(e) for e in events])
+    assert batch == packer.pack([events, None])
+    assert packer.unpack_envelope(packer.pack_envelope([K("my/ev"), {"x": 1}])).payload == [K("my/ev"), {"x": 1}]
+    with pytest.raises(DecodeError):
+        packer.unpack("not json")
