@@ -34,7 +34,7 @@ from uuid import UUID
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcpy, memmove, memset
 
 from csente.types cimport Char, Keyword, Symbol, keyword, symbol
 
@@ -59,7 +59,9 @@ cdef extern from "Python.h":
     Py_ssize_t PyDict_GET_SIZE(object) noexcept
     PyObject* PyDict_GetItem(object, object) noexcept
     int PyDict_SetItem(object, object, object) except -1
-    PyObject* PyDict_SetDefault(object, object, object) except NULL
+    Py_hash_t PyObject_Hash(object) except -1
+    bint PyUnicode_Check(object) noexcept
+    int PyUnicode_Compare(object, object) except? -1
     int PyDict_Contains(object, object) except -1
     int PySet_Add(object, object) except -1
     int PySet_Contains(object, object) except -1
@@ -235,23 +237,83 @@ cdef union _F32:
     uint32_t u
 
 
+cdef struct _Slot:
+    PyObject* key      # borrowed: the writer's ``keys`` list holds it
+    Py_hash_t hash
+    uint32_t gen       # the slot is in use for the writer generation it names
+    unsigned char index
+
+
+cdef enum:
+    SLOTS = 2 * CACHE_SIZE  # open addressing at most half full
+
+
 @cython.final
 cdef class _Writer:
+    """One message being written. The map-key cache is a table of the keys written so far, by identity
+    (keywords are interned) or, for strings, by value; a new generation empties it without clearing."""
+
     cdef char* buf
     cdef Py_ssize_t len
     cdef Py_ssize_t cap
-    cdef dict cache    # keyword/str map key -> its index (the first CACHE_SIZE keys written in full)
+    cdef list keys     # the cached keys, in index order (and the references the table borrows)
+    cdef _Slot slots[SLOTS]
+    cdef uint32_t gen
     cdef int depth
+    cdef bint busy
 
     def __cinit__(self):
         self.cap = 256
         self.buf = <char*>malloc(self.cap)
         if self.buf == NULL:
             raise MemoryError()
-        self.cache = {}
+        self.keys = []
+        self.gen = 1
 
     def __dealloc__(self):
         free(self.buf)
+
+    cdef void reset(self) noexcept:
+        """Ready for the next message: empty buffer, empty cache (a new generation)."""
+        self.len = 0
+        self.depth = 0
+        if self.keys:
+            self.keys = []
+        self.gen += 1
+        if self.gen == 0:  # wrapped: old generations could match again
+            memset(self.slots, 0, sizeof(self.slots))
+            self.gen = 1
+
+    cdef int load_cache(self, list keys) except -1:
+        """Continue from another writer's cache (the keys it numbered, in order)."""
+        for k in keys:
+            self.cached(k)
+        return 0
+
+    cdef Py_ssize_t cached(self, object k) except -2:
+        """The cache index of keyword/string key ``k``, or -1 after numbering it (while there is room)."""
+        cdef Py_hash_t h = (<Keyword>k)._hash if type(k) is Keyword else PyObject_Hash(k)
+        cdef size_t i = <size_t>h % SLOTS
+        cdef _Slot* slot
+        cdef Py_ssize_t n
+        cdef bint text = PyUnicode_Check(k)
+        while True:
+            slot = &self.slots[i]
+            if slot.gen != self.gen:
+                break
+            if slot.key == <PyObject*>k or (
+                    text and slot.hash == h and PyUnicode_Check(<object>slot.key)
+                    and PyUnicode_Compare(<object>slot.key, k) == 0):
+                return slot.index
+            i = (i + 1) % SLOTS
+        n = PyList_GET_SIZE(self.keys)
+        if n < CACHE_SIZE:
+            PyList_Append(self.keys, k)
+            slot.key = <PyObject*>k
+            slot.hash = h
+            slot.gen = self.gen
+            slot.index = <unsigned char>n
+        return -1
 
     cdef int reserve(self, Py_ssize_t extra) except -1:
         cdef char* grown
@@ -419,20 +481,12 @@ cdef class _Writer:
 
     cdef int put_key(self, object k) except -1:
         cdef type t = type(k)
-        cdef PyObject* found
-        cdef Py_ssize_t n
+        cdef Py_ssize_t index
         if t is Keyword or t is str or isinstance(k, str):
-            n = PyDict_GET_SIZE(self.cache)
-            if n < CACHE_SIZE:  # one probe: the key's index, or the next one, now given to it
-                found = PyDict_SetDefault(self.cache, k, n)
-                if PyDict_GET_SIZE(self.cache) > n:
-                    return self.write(k)
-            else:
-                found = PyDict_GetItem(self.cache, k)
-                if found == NULL:
-                    return self.write(k)
-            self.put_head(0xD4, 0x08, 1)
-            return self.putc(<unsigned char>(<object>found))
+            index = self.cached(k)
+            if index < 0:
+                return self.write(k)
+            return self.put_head(0xD4, (0x08 << 8) | <uint64_t>index, 2)  # d4 08 <index>
         return self.write(k)
 
     cdef int put_map(self, object m) except -1:
@@ -600,15 +654,40 @@ cdef class _Writer:
         return PyBytes_FromStringAndSize(self.buf, self.len)
 
 
+cdef _Writer _spare = _Writer()
+
+
+cdef _Writer _writer():
+    """The module's writer, or a new one while it is in use (a value's own Python code may call dumps)."""
+    cdef _Writer w = _spare if not _spare.busy else _Writer()
+    w.reset()
+    w.busy = True
+    return w
+
+
+cdef void _done(_Writer w) noexcept:
+    w.busy = False
+    w.keys = []
+    if w.cap > 65536:  # do not keep a big message's buffer
+        free(w.buf)
+        w.cap = 256
+        w.buf = <char*>malloc(w.cap)
+        if w.buf == NULL:
+            w.cap = 0
+
+
 def dumps(value):
     """``value`` as the bytes Sente's msgpack packer writes for the corresponding Clojure value.
 
     One fresh map-key cache spans the whole value. Raises :class:`EncodeError` for values Sente's packer
     refuses or Python has no msgpack form for (before any output exists).
     """
-    cdef _Writer w = _Writer()
-    w.write(value)
-    return w.result()
+    cdef _Writer w = _writer()
+    try:
+        w.write(value)
+        return w.result()
+    finally:
+        _done(w)
 
 
 cdef class EncodedEvent:
@@ -616,7 +695,7 @@ cdef class EncodedEvent:
 
     cdef readonly object event
     cdef readonly bytes data
-    cdef dict cache  # the key cache after writing it; None when it wrote no cacheable key
+    cdef list cache  # the keys it numbered, in order; None when it wrote no cacheable key
 
     def __repr__(self):
         return f"EncodedEvent({self.event!r}, {self.data.hex()})"
@@ -624,12 +703,15 @@ cdef class EncodedEvent:
 
 def encode_event(event):
     """Pack ``event`` once (an :class:`EncodeError` here refuses it before it joins any batch)."""
-    cdef _Writer w = _Writer()
+    cdef _Writer w = _writer()
     cdef EncodedEvent e = EncodedEvent.__new__(EncodedEvent)
-    w.write(event)
-    e.event = event
-    e.data = w.result()
-    e.cache = w.cache if w.cache else None
+    try:
+        w.write(event)
+        e.event = event
+        e.data = w.result()
+        e.cache = w.keys if w.keys else None
+    finally:
+        _done(w)
     return e
 
 
@@ -640,25 +722,29 @@ def pack_batch(events):
     cache before it is empty (it then writes the same) or when it writes no cacheable key (the cache
     does not touch it); only keyed events after the first keyed one are written again, with the cache.
     """
-    cdef _Writer w = _Writer()
     cdef EncodedEvent e
     cdef bint keyed = False
     cdef Py_ssize_t n = len(events)
-    w.putc(0x92)
-    w.put_sized(0x90, 15, 0xDC, n)
     for item in events:
         if type(item) is not EncodedEvent:
             raise TypeError(f"pack_batch takes events from encode_event, got {type(item).__name__}")
-        e = <EncodedEvent>item
-        if e.cache is None or not keyed:
-            w.put(PyBytes_AS_STRING(e.data), PyBytes_GET_SIZE(e.data))
-            if e.cache is not None:
-                w.cache = dict(e.cache)
-                keyed = True
-        else:
-            w.write(e.event)
-    w.putc(0xC0)
-    return w.result()
+    cdef _Writer w = _writer()
+    try:
+        w.putc(0x92)
+        w.put_sized(0x90, 15, 0xDC, n)
+        for item in events:
+            e = <EncodedEvent>item
+            if e.cache is None or not keyed:
+                w.put(PyBytes_AS_STRING(e.data), PyBytes_GET_SIZE(e.data))
+                if e.cache is not None:
+                    w.load_cache(e.cache)
+                    keyed = True
+            else:
+                w.write(e.event)
+        w.putc(0xC0)
+        return w.result()
+    finally:
+        _done(w)
 
 
 # ---------------------------------------------------------------------------------------------
