@@ -34,6 +34,7 @@ from uuid import UUID
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
+from cpython.object cimport Py_TYPE
 from libc.string cimport memcpy, memmove, memset
 
 from csente.types cimport Char, Keyword, Symbol, keyword, symbol
@@ -90,6 +91,8 @@ _Set = collections.abc.Set
 cdef dict _TYPED = {"i": 5, "f": 6, "d": 7}           # array typecode -> ext type (when the item size fits)
 cdef dict _TYPED_SIZE = {"i": 4, "f": 4, "d": 8}
 cdef tuple _TYPECODES = (None, None, None, None, None, "i", "f", "d")
+cdef object _FROZEN_DICT = FrozenDict  # C globals: no module dict lookup on the writer's path
+cdef object _LIST = List
 
 
 def _jvm_replace(e):
@@ -584,36 +587,37 @@ cdef class _Writer:
         return self.put(PyBytes_AS_STRING(data), n)
 
     cdef int write(self, object x) except -1:
-        cdef type t = type(x)
-        if t is str:
+        # the type as a raw pointer: no reference counting of shared type objects on the hottest path
+        cdef PyObject* t = <PyObject*>Py_TYPE(x)
+        if t == <PyObject*>str:
             return self.put_utf8(x, 255)
-        if t is Keyword:
+        if t == <PyObject*>Keyword:
             return self.put_utf8((<Keyword>x).text, 0)
-        if t is int:
+        if t == <PyObject*>int:
             return self.put_int(x)
-        if t is dict:
+        if t == <PyObject*>dict:
             return self.put_map(x)
-        if t is list or t is tuple:
+        if t == <PyObject*>list or t == <PyObject*>tuple:
             return self.put_seq(x)
+        if t == <PyObject*>float:
+            return self.put_double(PyFloat_AS_DOUBLE(x))
         if x is None:
             return self.putc(0xC0)
         if x is True:
             return self.putc(0xC3)
         if x is False:
             return self.putc(0xC2)
-        if t is float:
-            return self.put_double(PyFloat_AS_DOUBLE(x))
-        if t is frozenset or t is set:
+        if t == <PyObject*>frozenset or t == <PyObject*>set:
             return self.put_set(x)
-        if t is Symbol:
+        if t == <PyObject*>Symbol:
             return self.put_utf8((<Symbol>x).text, 1)
-        if t is FrozenDict:
+        if t == <PyObject*>_FROZEN_DICT:
             return self.put_map(x)
-        if t is List:
+        if t == <PyObject*>_LIST:
             return self.put_seq(x)
-        if t is Char:
+        if t == <PyObject*>Char:
             return self.put_utf8((<Char>x).char, 2)
-        return self.write_other(x, t)
+        return self.write_other(x, type(x))
 
     cdef int write_other(self, object x, type t) except -1:
         """The rarer types, then subclasses of the ones above."""
