@@ -32,7 +32,7 @@ from decimal import Decimal
 from fractions import Fraction
 from uuid import UUID
 
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from cpython.object cimport Py_TYPE
 from libc.string cimport memcpy, memmove, memset
@@ -58,7 +58,6 @@ cdef extern from "Python.h":
     double PyFloat_AS_DOUBLE(object) noexcept
     int PyDict_Next(object, Py_ssize_t*, PyObject**, PyObject**) noexcept
     Py_ssize_t PyDict_GET_SIZE(object) noexcept
-    PyObject* PyDict_GetItem(object, object) noexcept
     int PyDict_SetItem(object, object, object) except -1
     Py_hash_t PyObject_Hash(object) except -1
     bint PyUnicode_Check(object) noexcept
@@ -79,7 +78,6 @@ cdef enum:
     HARD_MAX_DEPTH = 10000    # recursive C code on both sides: bounded by the C stack
     EXT_RESERVE = 6           # the longest ext header: c9 len32 type
 
-# the first 8 bytes of the payload of a timestamp: u32/i32 nanoseconds, then i64 seconds
 cdef long long INSTANT_MIN = -31557014167219200   # java.time.Instant's range, in epoch seconds
 cdef long long INSTANT_MAX = 31556889864403199
 

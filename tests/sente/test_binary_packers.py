@@ -11,10 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from csente.msgpack import EncodeError
 from csente.types import DecodeError, Keyword
-from sente.packers import PACKER_NAMES, EdnPacker, GzipPacker, MsgpackPacker, Packer, TransitPacker, get_packer
+from sente.packers import (
+    PACKER_NAMES,
+    EdnPacker,
+    GzipPacker,
+    MsgpackPacker,
+    Packer,
+    TransitPacker,
+    get_packer,
+    gzip_compress,
+)
 from tests.vectors import VECTORS, from_json, same
 
 
@@ -141,3 +152,14 @@ def test_the_readme_custom_packer_keeps_the_batch_contract() -> None:
     assert packer.unpack_envelope(packer.pack_envelope([K("my/ev"), {"x": 1}])).payload == [K("my/ev"), {"x": 1}]
     with pytest.raises(DecodeError):
         packer.unpack("not json")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=120), st.sampled_from(["edn+gzip", "msgpack+gzip", "transit+gzip"]))
+def test_any_bytes_unpack_or_fail_with_decode_error(data: bytes, name: str) -> None:
+    packer = get_packer(name)
+    for candidate in (data, b"\x01" + gzip_compress(data), b"\x01" + gzip_compress(data)[: len(data) // 2]):
+        try:
+            packer.unpack(candidate)
+        except DecodeError:
+            pass
