@@ -192,8 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     demo.add_argument("--port", help="TCP port (default 8090; 0: any free port)")
     demo.add_argument("--workers", default="2", metavar="N", help="worker processes (default 2)")
-    demo.add_argument("--packer", choices=["edn", "transit"],
-                      help="wire format (default edn; the page's sente.js speaks edn and transit)")
+    demo.add_argument("--packer", choices=PACKER_NAMES, help="wire format (default edn)")
     probe = sub.add_parser("probe", help="connect as a Sente client, print the handshake and the wire transcript")
     probe.add_argument("url", metavar="URL", help="the Sente endpoint, e.g. http://127.0.0.1:8090/chsk")
     probe.add_argument("--uid", help="sent as the uid param (and to --token-url)")

@@ -15,6 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.browser.helpers import (
     JS,
     NODE,
@@ -75,6 +77,18 @@ def test_ajax_fallback_when_websocket_is_blocked() -> None:
     proc = driver("chat", server.base)
     try:
         check_chat(result(proc), "ajax")
+    finally:
+        stop(proc)
+        server.stop()
+
+
+@pytest.mark.parametrize(("packer", "ws"), [("msgpack", True), ("msgpack", False), ("edn+gzip", True)])
+def test_binary_packers_in_the_browser(packer: str, ws: bool) -> None:
+    """sente.js with Sente's msgpack packer and the gzip wrapper (CompressionStream): binary frames and bodies."""
+    server = demo_server(ws=ws, packer=packer)
+    proc = driver("chat", server.base)
+    try:
+        check_chat(result(proc), "ws" if ws else "ajax")
     finally:
         stop(proc)
         server.stop()
