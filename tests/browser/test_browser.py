@@ -94,6 +94,18 @@ def test_binary_packers_in_the_browser(packer: str, ws: bool) -> None:
         server.stop()
 
 
+def test_gzip_compresses_both_ways_in_the_browser() -> None:
+    """A message above 1024 bytes: CompressionStream on the page, zlib on the server, and back."""
+    server = demo_server(packer="edn+gzip")
+    proc = driver("big", server.base)
+    try:
+        r = result(proc)
+        assert r["errors"] == [] and r["state"]["open"]
+    finally:
+        stop(proc)
+        server.stop()
+
+
 def test_page_reconnects_after_a_server_restart() -> None:
     server = demo_server()
     port = server.port
