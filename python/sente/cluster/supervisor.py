@@ -60,8 +60,8 @@ from csente.shm import KIND_CONTROL, SharedState
 
 from ..config import Settings
 from ..metrics import MetricsBlock
-from ..serve import bind_socket
 from ..sessions import SECRET_ENV
+from ..transport.sockets import bind_socket
 
 log = logging.getLogger("sente.cluster.supervisor")
 

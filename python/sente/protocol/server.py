@@ -34,7 +34,6 @@ from typing import Any, Literal
 
 from csente.types import DecodeError
 
-from ..metrics import batch_events, counters
 from ..packers import Packed, Packer
 from .backplane import Backplane, LocalBackplane
 from .config import Response, ServerConfig
@@ -55,6 +54,7 @@ from .events import (
 )
 from .requests import Request
 from .security import NO_CLIENT_ID, rejection
+from .stats import batch_events, counters
 from .timers import SansIOCore
 
 log = logging.getLogger("sente.server")

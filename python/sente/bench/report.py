@@ -1,7 +1,7 @@
 """The fan-out benchmark's output: JSON lines (one record per peer and phase), a markdown table, ratios and a PNG.
 
-Records are plain dicts (see :func:`bench.fanout.__main__.run_peer`): ``kind`` is ``connect`` (connection rate,
-idle RSS) or ``burst``/``rate`` (deliveries/s, latency percentiles, lost, server CPU). ``python -m bench.fanout
+Records are plain dicts (see :meth:`sente.bench.run.Bench.measure`): ``kind`` is ``connect`` (connection rate,
+idle RSS) or ``burst``/``rate`` (deliveries/s, latency percentiles, lost, server CPU). ``sente bench
 --report results.jsonl`` re-renders the table and chart from a saved file.
 """
 
@@ -63,7 +63,8 @@ def ratios(records: Sequence[dict[str, Any]]) -> str:
         for other in rows:
             if other["kind"] == r["kind"] and other["peer"] != r["peer"] and not other["peer"].startswith("csente"):
                 times = other["cpu_us_per_delivery"] / r["cpu_us_per_delivery"]
-                parts.append(f"{times:.1f}× less than {other['peer']}")
+                parts.append(f"{times:.1f}× less than {other['peer']}" if times >= 1
+                             else f"{1 / times:.1f}× more than {other['peer']}")
         if parts:
             out.append(f"* {r['peer']} {r['kind']}: server CPU per delivery " + ", ".join(parts))
     return "\n".join(out)

@@ -1,4 +1,4 @@
-"""The csente app the fan-out benchmark serves with ``sente serve bench.peers.sente_app:app``.
+"""The csente app the fan-out benchmark serves with ``sente serve sente.bench.app:app``.
 
 Every client's uid is its ``uid`` query parameter (one uid per client, as in a real app); CSRF is off (the load
 generator has no session). A ``[:bench/pub data]`` event from the publisher is broadcast as ``[:bench/f data]`` to
@@ -7,7 +7,7 @@ Under ``--workers N`` the worker's backplane carries the broadcast to the other 
 
 One process (the benchmark's ``csente`` and ``csente-30ms`` peers), independent of ``sente serve``'s defaults:
 
-    python -m bench.peers.sente_app --port 8097 --send-buf-ms-ws 0
+    python -m sente.bench.app --port 8097 --send-buf-ms-ws 0
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sente.app import SenteApp
-from sente.edn import Keyword
-from sente.protocol.server import EventMsg
-from sente.serve import run
-from sente.server import ChannelSocketServer
+from ..app import SenteApp
+from ..edn import Keyword
+from ..protocol.server import EventMsg
+from ..serve import run
+from ..server import ChannelSocketServer
 
 F = Keyword("bench/f")
 
