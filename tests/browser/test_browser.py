@@ -17,16 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.helpers import (
-    JS,
-    NODE,
-    ROOT,
-    demo_server,
-    needs_chromium,
-    needs_node,
-    read_json_line,
-    stop,
-)
+from tests.browser.helpers import JS, NODE, ROOT, demo_server, needs_chromium, needs_node, read_json_line
+from tests.helpers import stop
 
 pytestmark = [needs_node, needs_chromium]
 DRIVER_TIMEOUT = 60.0
