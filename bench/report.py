@@ -1,7 +1,8 @@
 """Turn a pytest-benchmark JSON file from bench/test_codecs.py into a markdown table of medians and ratios.
 
-Ratios are taken within the one run that produced the file: each library's median over msgspec.json's
-(the ceiling), and the pure-Python libraries' medians over ours (the speed-up a user gets).
+Ratios are taken within the one run that produced the file: each library's median over its ceiling's
+(msgspec.msgpack for csente.msgpack, msgspec.json for the others), and the pure-Python libraries' medians
+over ours (the speed-up a user gets).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections import defaultdict
 
 BASELINE = "msgspec.json"
+CEILINGS = {"csente.msgpack": "msgspec.msgpack", "msgspec.msgpack": "msgspec.msgpack"}
 PEERS = {"csente.edn": "edn_format", "csente.transit": "transit-python2"}
 
 
@@ -25,13 +27,13 @@ def main(path: str) -> None:
     print(f"machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}, "
           f"python {data['machine_info']['python_version']}, {data['datetime']}")
     print()
-    print("| operation | library | median | × msgspec.json | speed-up vs pure-Python peer |")
+    print("| operation | library | median | × ceiling (msgspec) | speed-up vs pure-Python peer |")
     print("|---|---|---:|---:|---:|")
     for group in sorted(medians):
         row = medians[group]
-        base = row.get(BASELINE)
         for library, median in sorted(row.items(), key=lambda kv: kv[1]):
-            ratio = f"{median / base:.2f}" if base else "-"
+            ceiling = CEILINGS.get(library, BASELINE)
+            ratio = f"{median / row[ceiling]:.2f} ({ceiling.removeprefix('msgspec.')})" if ceiling in row else "-"
             peer = PEERS.get(library)
             speedup = f"{row[peer] / median:.0f}× ({peer})" if peer in row else ""
             print(f"| {group} | {library} | {median * 1e6:.2f} µs | {ratio} | {speedup} |")

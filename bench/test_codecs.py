@@ -1,4 +1,7 @@
-"""Encode/decode benchmarks: csente edn and transit against edn_format, transit-python2 and msgspec.json.
+"""Encode/decode benchmarks: csente edn, transit and msgpack against edn_format, transit-python2 and msgspec.
+
+msgspec.json is the ceiling of the text codecs, msgspec.msgpack (plain MessagePack, no ext types or key
+cache, keywords as strings) the ceiling of csente.msgpack.
 
 Run: python3 -m pytest bench/test_codecs.py --benchmark-json=bench/results/codecs.json
 then: python3 -m bench.report bench/results/codecs.json   (table of medians and ratios, for the README)
@@ -18,7 +21,7 @@ from transit.transit_types import Keyword as TransitPyKeyword
 from transit.writer import Writer as TransitWriter
 
 from bench.payloads import batch, event
-from sente import edn, transit
+from sente import edn, msgpack, transit
 from sente.edn import Keyword
 
 SHAPES: dict[str, Callable[[Callable[[str], Any]], Any]] = {
@@ -40,6 +43,8 @@ def _transit_py_loads(text: str) -> Any:
 # library -> (keyword constructor, encode, decode)
 CODECS: dict[str, tuple[Callable[[str], Any], Callable[[Any], Any], Callable[[Any], Any]]] = {
     "msgspec.json": (str, msgspec.json.encode, msgspec.json.decode),
+    "msgspec.msgpack": (str, msgspec.msgpack.encode, msgspec.msgpack.decode),
+    "csente.msgpack": (Keyword, msgpack.dumps, msgpack.loads),
     "csente.edn": (Keyword, edn.dumps, edn.loads),
     "csente.transit": (Keyword, transit.dumps, transit.loads),
     "edn_format": (edn_format.Keyword, edn_format.dumps, edn_format.loads),

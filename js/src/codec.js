@@ -113,7 +113,8 @@ function ednIn(x) {
   return x;
 }
 
-function mapIn(entries) {
+/** Map entries as JS: an object when every key is a keyword or string (keywords by their text), else a Map. */
+export function mapIn(entries) {
   if (entries.every(([k]) => k instanceof Keyword || typeof k === "string")) {
     const obj = {};
     for (const [k, v] of entries) obj[k instanceof Keyword ? k.text : k] = v;
@@ -126,6 +127,7 @@ const EDN_READ = { mapAs: "map", setAs: "object", listAs: "object", keywordAs: "
 
 export const ednPacker = {
   name: "edn",
+  binary: false,
   pack: (value) => toEDNString(ednOut(value)),
   unpack: (text) => (text === "" ? null : ednIn(parseEDNString(text, EDN_READ))),
 };
@@ -168,13 +170,10 @@ function transitIn(x) {
 
 export const transitPacker = {
   name: "transit",
+  binary: false,
   pack: (value) => transit.writer("json").write(transitOut(value)),
   unpack: (text) => (text === "" ? null : transitIn(transit.reader("json").read(text))),
 };
 
-export function getPacker(packer) {
-  if (packer === undefined || packer === "edn") return ednPacker;
-  if (packer === "transit") return transitPacker;
-  if (packer && typeof packer.pack === "function") return packer;
-  throw new TypeError(`packer: "edn", "transit" or {pack, unpack}, got ${packer}`);
-}
+export const PACKERS = { edn: ednPacker, transit: transitPacker };
+

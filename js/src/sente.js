@@ -15,9 +15,12 @@
 // difference, as in the Python client: requests waiting on a WebSocket that closes fail at once ("closed").
 // Data mapping between JS values and Clojure data: see codec.js.
 
-import { Keyword, fromEvent, getPacker, kw, toEvent } from "./codec.js";
+import { Keyword, fromEvent, kw, toEvent } from "./codec.js";
+import { getPacker } from "./packers.js";
 
 export { Keyword, kw, isKeywordShaped, ednPacker, transitPacker } from "./codec.js";
+export { decode, encode, msgpackPacker, gzipPacker } from "./msgpack.js";
+export { getPacker } from "./packers.js";
 
 const HANDSHAKE = kw("chsk/handshake");
 const WS_PING = kw("chsk/ws-ping");
@@ -25,6 +28,7 @@ const WS_PONG = kw("chsk/ws-pong");
 const TIMEOUT = kw("chsk/timeout");
 const AJAX_CB = kw("ajax");
 const FORM = "application/x-www-form-urlencoded;charset=UTF-8";
+const BINARY = "application/octet-stream";
 
 /** A request that got no reply: `reason` is "timeout", "closed" or "error" (Sente's :chsk/* cb errors). */
 export class SenteError extends Error {
@@ -70,7 +74,8 @@ export function connect(path, options = {}) {
 
 export class ChannelSocket {
   /**
-   * options: type ("auto"), packer ("edn" | "transit" | {pack, unpack}), csrfToken (string or () => string),
+   * options: type ("auto"), packer ("edn" | "transit" | "msgpack", each also "+gzip", or {name, binary, pack,
+   * unpack}), csrfToken (string or () => string),
    * params (extra query parameters), clientId, protocol ("http:"/"https:") and host ("host:port") (default:
    * the page's), wsKaliveMs (20000; the check runs every half), wsPingTimeoutMs (5000), ajaxTimeoutMs (60000),
    * backoffMsFn (attempt -> ms), wsConstructor (url -> WebSocket-like), fetch, headers (extra Ajax headers,
@@ -312,18 +317,51 @@ export class ChannelSocket {
 
   sendFrame(ev, key) {
     this.comms += 1;
+    const ws = this.ws;
+    let packed;
     try {
-      this.ws.send(this.packer.pack([ev, key]));
+      packed = this.packer.pack([ev, key]);
     } catch (e) {
-      if (key !== null) this.settle(key, null, "error", String(e));
-      this.setState({ lastWsError: { udt: Date.now(), ev: String(e) } });
-      this.closedState("ws-error");
-      const ws = this.ws;
-      this.conn += 1;
-      this.ws = null;
-      ws?.close?.(1000, "CLOSE_NORMAL");
-      this.retry();
+      this.sendFailed(ws, key, e);
+      return;
     }
+    if (!(packed instanceof Promise)) {
+      this.wsSend(ws, key, packed);
+      return;
+    }
+    // an asynchronous packer (gzip): frames still go out in the order they were sent
+    this.outbox = (this.outbox ?? Promise.resolve()).then(() => packed).then(
+      (data) => this.wsSend(ws, key, data),
+      (e) => this.sendFailed(ws, key, e),
+    );
+  }
+
+  wsSend(ws, key, data) {
+    if (ws !== this.ws) {
+      if (key !== null) this.settle(key, null, "closed");
+      return;
+    }
+    try {
+      ws.send(data);
+    } catch (e) {
+      this.sendFailed(ws, key, e);
+    }
+  }
+
+  sendFailed(ws, key, e) {
+    if (key !== null) this.settle(key, null, "error", String(e));
+    if (ws !== this.ws) return;
+    this.setState({ lastWsError: { udt: Date.now(), ev: String(e) } });
+    this.closedState("ws-error");
+    this.conn += 1;
+    this.ws = null;
+    ws?.close?.(1000, "CLOSE_NORMAL");
+    this.retry();
+  }
+
+  /** The body of an Ajax answer: bytes for a binary packer, else text. */
+  async responseBody(res) {
+    return this.packer.binary ? new Uint8Array(await res.arrayBuffer()) : res.text();
   }
 
   csrfToken() {
@@ -346,14 +384,26 @@ export class ChannelSocket {
       timedOut = true;
       abort.abort();
     });
-    const body = query([["udt", Date.now()], ["client-id", this.clientId], ["ppstr", this.packer.pack([ev, key === null ? null : AJAX_CB])]]);
-    let text;
+    let text, packed;
     try {
-      const res = await this.fetch(this.httpUrl, {
-        method: "POST", body, headers: this.ajaxHeaders({ "Content-Type": FORM }), credentials: "same-origin", signal: abort.signal,
+      packed = this.packer.pack([ev, key === null ? null : AJAX_CB]);
+      if (packed instanceof Promise) packed = await packed; // (a synchronous packer's POST starts at once)
+    } catch (e) {
+      this.cancel(timer);
+      if (key !== null) this.settle(key, null, "error", String(e));
+      return;
+    }
+    try {
+      const fields = [["udt", Date.now()], ["client-id", this.clientId]];
+      // binary packers: the bytes are the body, the fields go in the query (Sente's binary?=true)
+      const [url, body, type] = this.packer.binary
+        ? [`${this.httpUrl}?${query([...fields, ["binary?", "true"]])}`, packed, BINARY]
+        : [this.httpUrl, query([...fields, ["ppstr", packed]]), FORM];
+      const res = await this.fetch(url, {
+        method: "POST", body, headers: this.ajaxHeaders({ "Content-Type": type }), credentials: "same-origin", signal: abort.signal,
       });
-      text = await res.text();
-      if (!res.ok) throw new Error(`HTTP ${res.status}: ${text}`);
+      text = await this.responseBody(res);
+      if (!res.ok) throw new Error(`HTTP ${res.status}: ${this.packer.binary ? "" : text}`);
     } catch (e) {
       this.cancel(timer);
       if (timedOut) {
@@ -365,13 +415,13 @@ export class ChannelSocket {
       return;
     }
     this.cancel(timer);
-    if (!text) {
+    if (!text || text.length === 0) {
       if (key !== null) this.settle(key, null, "error", "empty response");
       return;
     }
     let payload;
     try {
-      [payload] = this.packer.unpack(text);
+      [payload] = await this.packer.unpack(text);
     } catch (e) {
       if (key !== null) this.settle(key, null, "error", `unreadable response: ${e}`);
       return;
@@ -436,17 +486,39 @@ export class ChannelSocket {
     }
     this.ws = ws;
     ws.binaryType = "arraybuffer";
-    ws.onmessage = (e) => this.wsMessage(conn, typeof e.data === "string" ? e.data : new TextDecoder().decode(e.data));
+    ws.onmessage = (e) => this.wsFrame(conn, e.data);
     ws.onerror = (e) => this.wsError(conn, e?.message ?? "error");
     ws.onclose = (e) => this.wsClosed(conn, e.code, e.reason, e.wasClean);
   }
 
-  wsMessage(conn, text) {
+  wsFrame(conn, data) {
+    if (typeof data !== "string") { // an ArrayBuffer (binaryType "arraybuffer") or a Node Buffer
+      data = this.packer.binary ? new Uint8Array(data) : new TextDecoder().decode(data);
+    }
+    let unpacked;
+    try {
+      unpacked = this.packer.unpack(data);
+    } catch (e) {
+      console.warn("sente.js: dropped an unreadable frame", e);
+      return;
+    }
+    if (!(unpacked instanceof Promise) && this.inbox === undefined) {
+      this.wsMessage(conn, unpacked);
+      return;
+    }
+    // an asynchronous packer (gzip): frames are handled in the order they arrived
+    this.inbox = (this.inbox ?? Promise.resolve()).then(() => unpacked).then(
+      (value) => this.wsMessage(conn, value),
+      (e) => console.warn("sente.js: dropped an unreadable frame", e),
+    );
+  }
+
+  wsMessage(conn, unpacked) {
     if (conn !== this.conn) return;
     this.comms += 1;
     let payload, cb;
     try {
-      [payload, cb] = this.packer.unpack(text);
+      [payload, cb] = unpacked;
     } catch (e) {
       console.warn("sente.js: dropped an unreadable frame", e);
       return;
@@ -548,8 +620,8 @@ export class ChannelSocket {
       const res = await this.fetch(`${this.httpUrl}?${query(pairs)}`, {
         method: "GET", headers: this.ajaxHeaders(), credentials: "same-origin", signal: abort.signal, cache: "no-store",
       });
-      text = await res.text();
-      if (!res.ok) error = `HTTP ${res.status}: ${text}`;
+      text = await this.responseBody(res);
+      if (!res.ok) error = `HTTP ${res.status}: ${this.packer.binary ? "" : text}`;
     } catch (e) {
       error = String(e);
     }
@@ -564,7 +636,7 @@ export class ChannelSocket {
     let payload;
     if (error === undefined) {
       try {
-        [payload] = this.packer.unpack(text ?? "");
+        [payload] = await this.packer.unpack(text ?? "");
       } catch (e) {
         error = `unreadable poll response: ${e}`;
       }

@@ -4,7 +4,8 @@
 //   node browser-driver.mjs SCENARIO BASE_URL [SCREENSHOT.png]
 //
 // Scenarios: "chat" (two users in two browser contexts: both connect, see each other in the user list,
-// exchange broadcast messages, get a reply), "restart" (connect; print {"wait":"restart"} and read one line
+// exchange broadcast messages, get a reply), "big" (one user says a 1500-byte message and sees it come back),
+// "restart" (connect; print {"wait":"restart"} and read one line
 // from stdin once the server is back; then the page must reconnect and chat again). The page's transport is
 // whatever "auto" picks, so pointing "chat" at a server without WebSocket tests the Ajax fallback.
 // Output: JSON lines; the last is {"result": {...}} or {"error": "..."}. Every wait is bounded.
@@ -68,6 +69,16 @@ async function chat(browser) {
   return { alice: await state(alice), bob: await state(bob), reply, said, users: await bob.evaluate(() => window.demo.users), errors };
 }
 
+async function big(browser) {
+  // 500 snowmen: 1500 bytes of UTF-8, above the gzip wrapper's 1024-byte threshold both ways
+  const errors = [];
+  const page = await open(browser, "dave", errors);
+  const text = "\u2603".repeat(500);
+  await say(page, text);
+  await saw(page, text);
+  return { state: await state(page), errors };
+}
+
 async function restart(browser) {
   const errors = [];
   const page = await open(browser, "carol", errors);
@@ -87,7 +98,7 @@ const watchdog = setTimeout(() => {
   process.exit(3);
 }, 90000);
 try {
-  const run = { chat, restart }[scenario];
+  const run = { chat, restart, big }[scenario];
   if (!run) throw new Error(`unknown scenario ${scenario}`);
   out({ result: await run(browser) });
 } catch (e) {

@@ -19,12 +19,11 @@ from typing import Any
 
 from csente.types import Keyword
 
-from .packers import EdnPacker, Packer, TransitPacker
+from .packers import PACKER_NAMES, EdnPacker, Packer, TransitPacker
 from .protocol.config import ServerConfig
 
 # ServerConfig's numeric options become flags: lp_timeout_ms -> --lp-timeout-ms
 NUMERIC_OPTIONS = [f.name for f in dataclasses.fields(ServerConfig) if f.type in ("int", "int | None")]
-PACKER_NAMES = ["edn", "transit"]
 SETTING_FLAGS = ("host", "port", "workers", "packer", "log_level", "json_logs", "shutdown_timeout", "redis_url",
                  "redis_ttl", "session_secret_file", "secure_cookies", "ssl_certfile", "ssl_keyfile",
                  "ssl_ca_certs")

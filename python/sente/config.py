@@ -34,12 +34,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from .packers import PACKER_NAMES
 from .protocol.config import ServerConfig
 from .sessions import read_secret
 
 MAX_WORKERS = 32
 """As many workers as the shared-memory segment has holder bits (``csente.shm.MAX_WORKERS``)."""
-PACKERS = ("edn", "transit")
+PACKERS = PACKER_NAMES
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 ENV_PREFIX = "SENTE_"
 CONFIG_ENV = "SENTE_CONFIG"

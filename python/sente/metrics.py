@@ -261,6 +261,7 @@ HELP = {
     "send_errors": "Batches or actions skipped because packing, writing or reading them raised (a custom packer, "
                    "an unencodable value, an unreadable inbox record); everyone else's messages still went out.",
     "handler_errors": "Event messages whose application handler raised (logged as one rate-limited warning).",
+    "pack_errors": "Pushed events dropped because the packer cannot write them (an unsupported value).",
     "ring_drops": "Records for another worker dropped (by destination worker): its inbox stayed full past the "
                   "sender's outbox cap, or a keyed record was larger than an inbox takes.",
     "worker_restarts": "Worker processes restarted by the supervisor (by worker index).",
@@ -360,7 +361,8 @@ class SenteCollector(Collector):
         hs.add_metric(["ajax", "rejected"], c["handshakes_ajax_rejected"])
         yield hs
         for key in ("events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received",
-                    "decode_errors", "slow_consumer_closes", "dropped_events", "send_errors", "handler_errors"):
+                    "decode_errors", "slow_consumer_closes", "dropped_events", "send_errors", "handler_errors",
+                    "pack_errors"):
             yield CounterMetricFamily(f"sente_{key}", HELP[key], value=c[key])
         rej = CounterMetricFamily("sente_rejections", HELP["rejections"], labels=["reason"])
         for reason in REASONS:

@@ -47,7 +47,7 @@ from .protocol.config import Response, ServerConfig
 from .protocol.events import TIMEOUT
 from .protocol.ratelog import RateLimitedLog
 from .protocol.requests import Request
-from .protocol.server import AJAX_CONTENT_TYPE, Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore
+from .protocol.server import Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore, ajax_response
 from .sessions import HostSessions, Sessions, SessionStore, SignedCookieSessions, default_store
 from .transport.asgi import (
     TOO_LARGE,
@@ -848,7 +848,7 @@ class ChannelSocketServer:
         now = self._now()
         self.core.flush(now)
         self._pump()  # polls with data waiting are answered with it
-        timeout = Response(200, self.core.packer.pack_envelope(TIMEOUT, None), AJAX_CONTENT_TYPE)
+        timeout = ajax_response(self.core.packer.pack_envelope(TIMEOUT, None))
         for handle, future in list(self._http.items()):
             del self._http[handle]
             if not future.done():

@@ -39,8 +39,9 @@ class AppServer(AppThread):
         return f"http://127.0.0.1:{self.port}"
 
 
-def demo_server(port: int = 0, *, ws: bool = True) -> AppServer:
-    return AppServer(demo.app(ms_allow_reconnect_before_close_ws=300, lp_timeout_ms=2000), port, ws=ws).start()
+def demo_server(port: int = 0, *, ws: bool = True, packer: str = "edn") -> AppServer:
+    app = demo.app(packer, ms_allow_reconnect_before_close_ws=300, lp_timeout_ms=2000)
+    return AppServer(app, port, ws=ws).start()
 
 
 def read_json_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:

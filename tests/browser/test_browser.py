@@ -15,15 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.browser.helpers import (
-    JS,
-    NODE,
-    ROOT,
-    demo_server,
-    needs_chromium,
-    needs_node,
-    read_json_line,
-)
+import pytest
+
+from tests.browser.helpers import JS, NODE, ROOT, demo_server, needs_chromium, needs_node, read_json_line
 from tests.helpers import stop
 
 pytestmark = [needs_node, needs_chromium]
@@ -75,6 +69,30 @@ def test_ajax_fallback_when_websocket_is_blocked() -> None:
     proc = driver("chat", server.base)
     try:
         check_chat(result(proc), "ajax")
+    finally:
+        stop(proc)
+        server.stop()
+
+
+@pytest.mark.parametrize(("packer", "ws"), [("msgpack", True), ("msgpack", False), ("edn+gzip", True)])
+def test_binary_packers_in_the_browser(packer: str, ws: bool) -> None:
+    """sente.js with Sente's msgpack packer and the gzip wrapper (CompressionStream): binary frames and bodies."""
+    server = demo_server(ws=ws, packer=packer)
+    proc = driver("chat", server.base)
+    try:
+        check_chat(result(proc), "ws" if ws else "ajax")
+    finally:
+        stop(proc)
+        server.stop()
+
+
+def test_gzip_compresses_both_ways_in_the_browser() -> None:
+    """A message above 1024 bytes: CompressionStream on the page, zlib on the server, and back."""
+    server = demo_server(packer="edn+gzip")
+    proc = driver("big", server.base)
+    try:
+        r = result(proc)
+        assert r["errors"] == [] and r["state"]["open"]
     finally:
         stop(proc)
         server.stop()

@@ -138,7 +138,7 @@ def test_get_packer_by_name_or_instance():
     assert isinstance(get_packer(), EdnPacker)
     assert isinstance(get_packer("transit"), TransitPacker)
     with pytest.raises(ValueError, match="unknown packer"):
-        get_packer("msgpack")
+        get_packer("msgpack+zstd")
 
 
 def test_list_envelopes_are_read_positionally():

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from csente.types import DecodeError
 
-from ..packers import Packer
+from ..packers import Packed, Packer
 from .backplane import Backplane, LocalBackplane, Recipients
 from .config import Response, ServerConfig
 from .events import (
@@ -65,8 +65,10 @@ Transport = Literal["ws", "ajax"]
 TRANSPORTS: tuple[Transport, ...] = ("ws", "ajax")
 Handle = Hashable
 AJAX_CONTENT_TYPE = (("Content-Type", "text/html; charset=utf-8"),)
+AJAX_BINARY_CONTENT_TYPE = (("Content-Type", "application/octet-stream"),)
 HANDOFF_WAIT_MS = 100
 """How long a claimed Ajax poll waits for the other processes' handoffs before delivering what it has."""
+_REFUSED = object()  # what _encode gives for a push the packer cannot write
 
 
 @dataclass(slots=True)
@@ -163,8 +165,9 @@ class _Buffer:
     gen: int = 0  # identifies this buffer to its flush timer
 
 
-def _ajax(body: str | bytes, status: int = 200) -> Response:
-    return Response(status, body, AJAX_CONTENT_TYPE)
+def ajax_response(body: str | bytes, status: int = 200) -> Response:
+    """An Ajax answer holding one packed message: text as http-kit sends a string, bytes (binary packers) raw."""
+    return Response(status, body, AJAX_CONTENT_TYPE if isinstance(body, str) else AJAX_BINARY_CONTENT_TYPE)
 
 
 class ServerCore(SansIOCore[Action]):
@@ -411,13 +414,13 @@ class ServerCore(SansIOCore[Action]):
         if request.param("handshake?") is not None or not known:
             self.stats.handshakes_ajax += 1
             client.request = request
-            self._emit(Respond(handle, _ajax(self._handshake(uid, request))))
+            self._emit(Respond(handle, ajax_response(self._handshake(uid, request))))
             if client.handle is None:
                 # a registered client with no channel must still expire if it never polls
                 self._detach(client, now)
             return
         if client.handle is not None:
-            self._emit(Respond(client.handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+            self._emit(Respond(client.handle, ajax_response(self.packer.pack_envelope(TIMEOUT, None))))
             self._handles.pop(client.handle, None)
         self._attach(client, handle)
         claim = client.elsewhere is not None or not client.polled  # else this process owns its polls already
@@ -450,7 +453,7 @@ class ServerCore(SansIOCore[Action]):
         if client.handle is not None:
             handle = client.handle
             self._handles.pop(handle, None)
-            self._emit(Respond(handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+            self._emit(Respond(handle, ajax_response(self.packer.pack_envelope(TIMEOUT, None))))
             self._detach(client, now)
         self.backplane.hand_off(uid, client_id, owner, batches)
         self._wake()
@@ -502,7 +505,7 @@ class ServerCore(SansIOCore[Action]):
             return
         handle = client.handle
         self._handles.pop(handle, None)
-        self._emit(Respond(handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+        self._emit(Respond(handle, ajax_response(self.packer.pack_envelope(TIMEOUT, None))))
         self._detach(client, now)
 
     def ajax_post(self, handle: Handle, request: Request, now: float) -> None:
@@ -529,7 +532,7 @@ class ServerCore(SansIOCore[Action]):
             self._timers.schedule(now + self.config.lp_timeout_ms, "post_timeout", post)
             reply = self._ajax_reply(post)
         else:
-            self._emit(Respond(handle, _ajax(self.packer.pack_envelope(DUMMY_CB_200, None))))
+            self._emit(Respond(handle, ajax_response(self.packer.pack_envelope(DUMMY_CB_200, None))))
         client_id = request.client_id
         if client_id is None:
             _client_log.warning("no_client_id", "dropped an Ajax event without a client-id: %r", payload)
@@ -542,7 +545,7 @@ class ServerCore(SansIOCore[Action]):
             if post.done:
                 return False
             self._finish_post(post)
-            self._emit_later(Respond(post.handle, _ajax(self.packer.pack_envelope(value, None))))
+            self._emit_later(Respond(post.handle, ajax_response(self.packer.pack_envelope(value, None))))
             return True
 
         return reply
@@ -554,7 +557,7 @@ class ServerCore(SansIOCore[Action]):
     def _on_post_timeout(self, post: _Post, _conn: int, now: float) -> None:
         if not post.done:
             self._finish_post(post)
-            self._emit(Respond(post.handle, _ajax(self.packer.pack_envelope(TIMEOUT, None))))
+            self._emit(Respond(post.handle, ajax_response(self.packer.pack_envelope(TIMEOUT, None))))
 
     def ajax_gone(self, handle: Handle, now: float) -> None:
         """The HTTP client hung up on a held poll or POST."""
@@ -591,7 +594,9 @@ class ServerCore(SansIOCore[Action]):
         targets = [t for t in TRANSPORTS if uid in self._uid_clients[t] or self.backplane.remote(uid, t)]
         if not targets:
             return False
-        encoded = self.packer.encode_event(event)
+        encoded = self._encode(event)
+        if encoded is _REFUSED:
+            return False
         seq = next(self._seq)
         for transport in targets:
             self._buffers[transport].private.setdefault(uid, []).append((seq, encoded))
@@ -605,12 +610,41 @@ class ServerCore(SansIOCore[Action]):
     def broadcast(self, event: Any, now: float, *, uids: Iterable[Any] | None = None) -> None:
         """Push one event, encoded once, to ``uids`` (default: every uid connected at flush time)."""
         event = make_event(event)
-        encoded = self.packer.encode_event(event)
+        encoded = self._encode(event)
+        if encoded is _REFUSED:
+            return
         targets = None if uids is None else frozenset(NIL_UID if u is None else u for u in uids)
         seq = next(self._seq)
         for transport in TRANSPORTS:
             self._buffers[transport].broadcast.append((seq, encoded, targets))
             self._arm(transport, now)
+
+    def _encode(self, event: Any) -> Any:
+        """The packer's encoding of a push, or _REFUSED: a value the packer cannot write is dropped and
+        counted (``pack_errors``), as Sente drops a push batch it cannot pack; nothing half-written goes out."""
+        try:
+            return self.packer.encode_event(event)
+        except (TypeError, ValueError) as e:
+            self._refused(1, e)
+            return _REFUSED
+
+    def _pack_batch(self, events: list[Any], recipients: int) -> Packed | None:
+        """One batch packed, or None: the packer refused a value in it (transit packs at batch time) or raised
+        otherwise (a custom packer); that batch is skipped and counted, the flush goes on."""
+        try:
+            return self.packer.pack_batch(events)
+        except (TypeError, ValueError) as e:
+            self._refused(len(events), e)
+        except Exception as e:
+            self.stats.send_errors += 1
+            _client_log.warning("pack", "skipped a batch of %d events for %d uids: the packer raised %r",
+                                len(events), recipients, e, exc_info=e)
+        return None
+
+    def _refused(self, events: int, error: Exception) -> None:
+        self.stats.pack_errors += events
+        _client_log.warning("refused", "dropped %d pushed event(s) the %s packer cannot write: %s", events,
+                            self.packer.name, error)
 
     def _arm(self, transport: Transport, now: float) -> None:
         buf = self._buffers[transport]
@@ -668,16 +702,6 @@ class ServerCore(SansIOCore[Action]):
             if data is not None:
                 self._deliver(transport, uids, data, now, len(events))
         self._publish(transport, private, broadcasts)
-
-    def _pack_batch(self, events: list[Any], recipients: int) -> str | bytes | None:
-        """One batch packed, or None when the packer raised: that batch is skipped, the flush goes on."""
-        try:
-            return self.packer.pack_batch(events)
-        except Exception as e:
-            self.stats.send_errors += 1
-            _client_log.warning("pack", "skipped a batch of %d events for %d uids: the packer raised %r",
-                         len(events), recipients, e, exc_info=e)
-            return None
 
     def _publish(
         self,
@@ -764,7 +788,7 @@ class ServerCore(SansIOCore[Action]):
     def _complete_poll(self, client: _Client, data: str | bytes, now: float) -> None:
         handle = client.handle
         self._handles.pop(handle, None)
-        self._emit(Respond(handle, _ajax(data)))
+        self._emit(Respond(handle, ajax_response(data)))
         self._detach(client, now)
 
     def _hold(self, client: _Client, data: str | bytes, now: float) -> None:

@@ -49,7 +49,7 @@ class Counters:
     COUNTERS = (
         "handshakes_ws", "handshakes_ajax", "handshakes_ws_rejected", "handshakes_ajax_rejected",
         "events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received", "decode_errors",
-        "slow_consumer_closes", "dropped_events", *(f"rejected_{r}" for r in REASONS),
+        "slow_consumer_closes", "dropped_events", "pack_errors", *(f"rejected_{r}" for r in REASONS),
         "backplane_published", "backplane_received", "backplane_dropped_outage", "backplane_dropped_queue_full",
         "send_errors", "handler_errors",
     )
@@ -75,6 +75,7 @@ class Counters:
     decode_errors: int
     slow_consumer_closes: int
     dropped_events: int
+    pack_errors: int
     backplane_published: int
     backplane_received: int
     backplane_dropped_outage: int

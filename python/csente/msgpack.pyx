@@ -1,0 +1,1064 @@
+# cython: boundscheck=False, wraparound=False
+"""MessagePack exactly as Sente's msgpack packer (1.21+, ``taoensso.msgpack``) writes and reads it.
+
+Standard MessagePack plus Sente's ext types (0 keyword, 1 symbol, 2 char, 3 ratio, 4 set, 5/6/7 int[]/
+float[]/double[], -1 timestamp in its 12-byte form, 9 uuid) and the map-key cache (ext 8): within one
+top-level value, a keyword or string map key already written is written again as ``d4 08 <index>``, for
+the first 256 such keys. The cache spans a whole envelope, so a push batch shares it (see
+:func:`encode_event` / :func:`pack_batch`).
+
+Mapping (as the edn and transit codecs): nil↔None, booleans, ints (64-bit; a uint64 above 2^63 reads as
+int)↔int, float64↔float (float32 reads widened), str↔str, bin↔bytes, arrays↔list (tuple where hashable),
+maps↔dict (FrozenDict where hashable), ext 0 Keyword, 1 Symbol, 2 Char, 3 Fraction, 4 frozenset,
+5/6/7 ``array.array`` of typecode i/f/d, -1 aware datetime (UTC), 9 UUID, unknown ext types ↔ :class:`Ext`.
+Written only: List, tuple, set and other Mappings/Sets (as their kind), Decimal (as a float64, as
+BigDecimal is), Fraction with denominator 1 (an int). Anything else is an :class:`EncodeError`, raised
+before any output exists.
+
+Reading is for untrusted input: every length is checked against the bytes left before anything is
+allocated, nesting is bounded, and every malformed input is a DecodeError. One value is read; trailing
+bytes are ignored (browsers send padded Ajax bodies). No buffer index here is computed from input without
+a bounds test, hence no bounds checks.
+"""
+
+cimport cython
+
+import codecs
+import collections.abc
+import datetime as _dt
+import sys
+from array import array
+from decimal import Decimal
+from fractions import Fraction
+from uuid import UUID
+
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from cpython.object cimport Py_TYPE
+from libc.string cimport memcpy, memmove, memset
+
+from csente.types cimport Char, Keyword, Symbol, keyword, symbol
+
+from csente.types import DecodeError, FrozenDict, List
+
+cdef extern from "Python.h":
+    ctypedef struct PyObject
+    int PyUnicode_IS_ASCII(object) noexcept
+    void* PyUnicode_DATA(object) noexcept
+    Py_ssize_t PyUnicode_GET_LENGTH(object) noexcept
+    object PyUnicode_DecodeUTF8(const char*, Py_ssize_t, const char*)
+    const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) noexcept
+    object PyBytes_FromStringAndSize(const char*, Py_ssize_t)
+    char* PyBytes_AS_STRING(object) noexcept
+    Py_ssize_t PyBytes_GET_SIZE(object) noexcept
+    long long PyLong_AsLongLongAndOverflow(object, int*) except? -1
+    object PyLong_FromLongLong(long long)
+    object PyLong_FromUnsignedLongLong(unsigned long long)
+    object PyFloat_FromDouble(double)
+    double PyFloat_AS_DOUBLE(object) noexcept
+    int PyDict_Next(object, Py_ssize_t*, PyObject**, PyObject**) noexcept
+    Py_ssize_t PyDict_GET_SIZE(object) noexcept
+    int PyDict_SetItem(object, object, object) except -1
+    Py_hash_t PyObject_Hash(object) except -1
+    bint PyUnicode_Check(object) noexcept
+    int PyUnicode_Compare(object, object) except? -1
+    int PyDict_Contains(object, object) except -1
+    int PySet_Add(object, object) except -1
+    int PySet_Contains(object, object) except -1
+    Py_ssize_t PyList_GET_SIZE(object) noexcept
+    PyObject* PyList_GET_ITEM(object, Py_ssize_t) noexcept
+    int PyList_Append(object, object) except -1
+    Py_ssize_t PyTuple_GET_SIZE(object) noexcept
+    PyObject* PyTuple_GET_ITEM(object, Py_ssize_t) noexcept
+    object PyList_AsTuple(object)
+    void PyErr_Clear() noexcept
+
+cdef enum:
+    CACHE_SIZE = 256          # keys the map-key cache numbers (0..255); later keys are written in full
+    HARD_MAX_DEPTH = 10000    # recursive C code on both sides: bounded by the C stack
+    EXT_RESERVE = 6           # the longest ext header: c9 len32 type
+
+cdef long long INSTANT_MIN = -31557014167219200   # java.time.Instant's range, in epoch seconds
+cdef long long INSTANT_MAX = 31556889864403199
+
+_UTC = _dt.timezone.utc
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_LITTLE = sys.byteorder == "little"
+_Mapping = collections.abc.Mapping
+_Set = collections.abc.Set
+cdef dict _TYPED = {"i": 5, "f": 6, "d": 7}           # array typecode -> ext type (when the item size fits)
+cdef dict _TYPED_SIZE = {"i": 4, "f": 4, "d": 8}
+cdef tuple _TYPECODES = (None, None, None, None, None, "i", "f", "d")
+cdef object _FROZEN_DICT = FrozenDict  # C globals: no module dict lookup on the writer's path
+cdef object _LIST = List
+
+
+def _jvm_replace(e):
+    """Malformed UTF-8 -> U+FFFD as the JVM's decoder does: an encoded surrogate (ed a0..bf xx) is one
+    replacement, where Python's own "replace" gives three."""
+    cdef bytes b = e.object[e.start:e.start + 3]
+    if len(b) == 3 and b[0] == 0xED and 0xA0 <= b[1] <= 0xBF and 0x80 <= b[2] <= 0xBF:
+        return "\ufffd", e.start + 3
+    return "\ufffd", e.end
+
+
+codecs.register_error("csente.msgpack.jvm", _jvm_replace)
+
+
+class EncodeError(TypeError):
+    """A value Sente's msgpack packer cannot write: an unsupported type, or an int outside 64 bits.
+
+    Raised before any output is produced, so a refused push never becomes a partial frame.
+    """
+
+
+cdef class Ext:
+    """An ext value of a type Sente does not define (its ``PackableExt``): the signed type and raw payload."""
+
+    cdef readonly int type
+    cdef readonly bytes data
+
+    def __init__(self, int type, bytes data):
+        if not -128 <= type <= 127:
+            raise ValueError("an ext type is a signed byte (-128..127)")
+        self.type = type
+        self.data = data
+
+    def __eq__(self, other):
+        if type(other) is Ext:
+            return self.type == (<Ext>other).type and self.data == (<Ext>other).data
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((Ext, self.type, self.data))
+
+    def __repr__(self):
+        return f"Ext({self.type}, {self.data!r})"
+
+    def __reduce__(self):
+        return (Ext, (self.type, self.data))
+
+
+cdef class CachedKey:
+    """A cache reference (ext 8) read outside a map-key position: Sente reads it as a raw ``CachedKey``.
+
+    ``key`` is the key it refers to, or None when the cache has no such entry.
+    """
+
+    cdef readonly object key
+
+    def __init__(self, key):
+        self.key = key
+
+    def __eq__(self, other):
+        if type(other) is CachedKey:
+            return self.key == (<CachedKey>other).key
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((CachedKey, self.key))
+
+    def __repr__(self):
+        return f"CachedKey({self.key!r})"
+
+    def __reduce__(self):
+        return (CachedKey, (self.key,))
+
+
+cdef bytes _jvm_utf8(str s):
+    """UTF-8 as Java's ``String.getBytes``: a surrogate pair is one character, a lone surrogate is ``?``."""
+    cdef list out = []
+    cdef Py_ssize_t i = 0, n = len(s)
+    cdef long c, d
+    while i < n:
+        c = ord(s[i])
+        d = ord(s[i + 1]) if i + 1 < n else 0
+        if 0xD800 <= c <= 0xDBFF and 0xDC00 <= d <= 0xDFFF:
+            out.append(chr(0x10000 + ((c - 0xD800) << 10) + (d - 0xDC00)))
+            i += 2
+            continue
+        out.append("?" if 0xD800 <= c <= 0xDFFF else s[i])
+        i += 1
+    return "".join(out).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+cdef inline void _be16(char* p, uint16_t v) noexcept:
+    p[0] = <char>(v >> 8)
+    p[1] = <char>v
+
+
+cdef inline void _be32(char* p, uint32_t v) noexcept:
+    p[0] = <char>(v >> 24)
+    p[1] = <char>(v >> 16)
+    p[2] = <char>(v >> 8)
+    p[3] = <char>v
+
+
+cdef inline void _be64(char* p, uint64_t v) noexcept:
+    _be32(p, <uint32_t>(v >> 32))
+    _be32(p + 4, <uint32_t>v)
+
+
+cdef inline Py_ssize_t _ext_head(char* out, unsigned char kind, Py_ssize_t n) noexcept:
+    """Writes an ext header for a payload of ``n`` bytes (at most 4 GiB, checked by the caller); its length.
+
+    fixext d4..d8 for payloads of exactly 1/2/4/8/16 bytes, else ext8/16/32 with the length.
+    """
+    cdef Py_ssize_t h
+    if n == 1 or n == 2 or n == 4 or n == 8 or n == 16:
+        out[0] = <char>(0xD4 + (0 if n == 1 else 1 if n == 2 else 2 if n == 4 else 3 if n == 8 else 4))
+        h = 1
+    elif n <= 0xFF:
+        out[0] = <char>0xC7
+        out[1] = <char>n
+        h = 2
+    elif n <= 0xFFFF:
+        out[0] = <char>0xC8
+        _be16(out + 1, <uint16_t>n)
+        h = 3
+    else:
+        out[0] = <char>0xC9
+        _be32(out + 1, <uint32_t>n)
+        h = 5
+    out[h] = <char>kind
+    return h + 1
+
+
+cdef union _F64:
+    double d
+    uint64_t u
+
+
+cdef union _F32:
+    float f
+    uint32_t u
+
+
+cdef struct _Slot:
+    PyObject* key      # borrowed: the writer's ``keys`` list holds it
+    Py_hash_t hash
+    uint32_t gen       # the slot is in use for the writer generation it names
+    unsigned char index
+
+
+cdef enum:
+    SLOTS = 2 * CACHE_SIZE  # open addressing at most half full
+
+
+@cython.final
+cdef class _Writer:
+    """One message being written. The map-key cache is a table of the keys written so far, by identity
+    (keywords are interned) or, for strings, by value; a new generation empties it without clearing."""
+
+    cdef char* buf
+    cdef Py_ssize_t len
+    cdef Py_ssize_t cap
+    cdef list keys     # the cached keys, in index order (and the references the table borrows)
+    cdef _Slot slots[SLOTS]
+    cdef uint32_t gen
+    cdef int depth
+    cdef bint busy
+
+    def __cinit__(self):
+        self.cap = 256
+        self.buf = <char*>malloc(self.cap)
+        if self.buf == NULL:
+            raise MemoryError()
+        self.keys = []
+        self.gen = 1
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    cdef void reset(self) noexcept:
+        """Ready for the next message: empty buffer, empty cache (a new generation)."""
+        self.len = 0
+        self.depth = 0
+        if self.keys:
+            self.keys = []
+        self.gen += 1
+        if self.gen == 0:  # wrapped: old generations could match again
+            memset(self.slots, 0, sizeof(self.slots))
+            self.gen = 1
+
+    cdef int load_cache(self, list keys) except -1:
+        """Continue from another writer's cache (the keys it numbered, in order)."""
+        for k in keys:
+            self.cached(k)
+        return 0
+
+    cdef Py_ssize_t cached(self, object k) except -2:
+        """The cache index of keyword/string key ``k``, or -1 after numbering it (while there is room)."""
+        cdef Py_hash_t h = (<Keyword>k)._hash if type(k) is Keyword else PyObject_Hash(k)
+        cdef size_t i = <size_t>h % SLOTS
+        cdef _Slot* slot
+        cdef Py_ssize_t n
+        cdef bint text = PyUnicode_Check(k)
+        while True:
+            slot = &self.slots[i]
+            if slot.gen != self.gen:
+                break
+            if slot.key == <PyObject*>k or (
+                    text and slot.hash == h and PyUnicode_Check(<object>slot.key)
+                    and PyUnicode_Compare(<object>slot.key, k) == 0):
+                return slot.index
+            i = (i + 1) % SLOTS
+        n = PyList_GET_SIZE(self.keys)
+        if n < CACHE_SIZE:
+            PyList_Append(self.keys, k)
+            slot.key = <PyObject*>k
+            slot.hash = h
+            slot.gen = self.gen
+            slot.index = <unsigned char>n
+        return -1
+
+    cdef int reserve(self, Py_ssize_t extra) except -1:
+        cdef char* grown
+        if self.len + extra > self.cap:
+            self.cap = 2 * (self.len + extra)
+            grown = <char*>realloc(self.buf, self.cap)
+            if grown == NULL:
+                raise MemoryError()
+            self.buf = grown
+        return 0
+
+    cdef inline int put(self, const char* p, Py_ssize_t k) except -1:
+        if self.len + k > self.cap:
+            self.reserve(k)
+        memcpy(self.buf + self.len, p, k)
+        self.len += k
+        return 0
+
+    cdef inline int putc(self, unsigned char c) except -1:
+        if self.len + 1 > self.cap:
+            self.reserve(1)
+        self.buf[self.len] = <char>c
+        self.len += 1
+        return 0
+
+    cdef inline int put_head(self, unsigned char tag, uint64_t v, int width) except -1:
+        """``tag`` then ``v`` big-endian in ``width`` (1, 2, 4 or 8) bytes."""
+        cdef char* p
+        if self.len + 9 > self.cap:
+            self.reserve(9)
+        p = self.buf + self.len
+        p[0] = <char>tag
+        if width == 1:
+            p[1] = <char>v
+        elif width == 2:
+            _be16(p + 1, <uint16_t>v)
+        elif width == 4:
+            _be32(p + 1, <uint32_t>v)
+        else:
+            _be64(p + 1, v)
+        self.len += 1 + width
+        return 0
+
+    cdef int put_long(self, long long v) except -1:
+        """Sente's widths: fixint, then the narrowest of cc/cd/ce (d0/d1/d2) that holds it, else d3; never cf."""
+        if v >= 0:
+            if v <= 0x7F:
+                return self.putc(<unsigned char>v)
+            if v <= 0xFF:
+                return self.put_head(0xCC, <uint64_t>v, 1)
+            if v <= 0xFFFF:
+                return self.put_head(0xCD, <uint64_t>v, 2)
+            if v <= 0xFFFFFFFFLL:
+                return self.put_head(0xCE, <uint64_t>v, 4)
+            return self.put_head(0xD3, <uint64_t>v, 8)
+        if v >= -32:
+            return self.putc(<unsigned char>(<int8_t>v))
+        if v >= -128:
+            return self.put_head(0xD0, <uint64_t>v, 1)
+        if v >= -32768:
+            return self.put_head(0xD1, <uint64_t>v, 2)
+        if v >= -2147483648:
+            return self.put_head(0xD2, <uint64_t>v, 4)
+        return self.put_head(0xD3, <uint64_t>v, 8)
+
+    cdef int put_int(self, object x) except -1:
+        cdef int overflow = 0
+        cdef long long v = PyLong_AsLongLongAndOverflow(x, &overflow)
+        if overflow:
+            raise EncodeError(f"Pack failed: {x} is outside the 64-bit range Sente's msgpack writes "
+                              "(BigInteger out of long range)")
+        return self.put_long(v)
+
+    cdef int put_double(self, double d) except -1:
+        cdef _F64 f
+        f.d = d
+        return self.put_head(0xCB, f.u, 8)
+
+    cdef int put_sized(self, unsigned char fix, unsigned int fixmax, unsigned char base, Py_ssize_t n) except -1:
+        """An array/map header: ``fix | n`` up to ``fixmax``, else :meth:`put_wide`."""
+        if n <= fixmax:
+            return self.putc(fix | <unsigned char>n)
+        return self.put_wide(base, n)
+
+    cdef int put_wide(self, unsigned char base, Py_ssize_t n) except -1:
+        """``base`` with a 16-bit length, or ``base + 1`` with a 32-bit one (str16/32, bin16/32, ...)."""
+        if n <= 0xFFFF:
+            return self.put_head(base, <uint64_t>n, 2)
+        if n > 0xFFFFFFFFLL:
+            raise EncodeError("Pack failed: more than 2^32-1 elements or bytes")
+        return self.put_head(base + 1, <uint64_t>n, 4)
+
+    cdef int put_utf8(self, str s, unsigned char kind) except -1:
+        """``s`` as UTF-8 (Java's encoder: a lone surrogate is ``?``): a str (kind 255) or an ext payload."""
+        cdef Py_ssize_t n, h
+        cdef const char* p
+        cdef char* out
+        cdef bytes b
+        if PyUnicode_IS_ASCII(s):
+            p = <const char*>PyUnicode_DATA(s)
+            n = PyUnicode_GET_LENGTH(s)
+        else:
+            p = PyUnicode_AsUTF8AndSize(s, &n)
+            if p == NULL:
+                PyErr_Clear()
+                b = _jvm_utf8(s)
+                p = PyBytes_AS_STRING(b)
+                n = PyBytes_GET_SIZE(b)
+        if n > 0xFFFFFFFFLL:
+            raise EncodeError("Pack failed: a string over 4 GiB")
+        if self.len + n + EXT_RESERVE > self.cap:
+            self.reserve(n + EXT_RESERVE)
+        out = self.buf + self.len
+        if kind != 255:
+            h = _ext_head(out, kind, n)
+        elif n <= 31:
+            out[0] = <char>(0xA0 | n)
+            h = 1
+        elif n <= 0xFF:
+            out[0] = <char>0xD9
+            out[1] = <char>n
+            h = 2
+        elif n <= 0xFFFF:
+            out[0] = <char>0xDA
+            _be16(out + 1, <uint16_t>n)
+            h = 3
+        else:
+            out[0] = <char>0xDB
+            _be32(out + 1, <uint32_t>n)
+            h = 5
+        memcpy(out + h, p, n)
+        self.len += h + n
+        return 0
+
+    cdef int put_ext_head(self, unsigned char kind, Py_ssize_t n) except -1:
+        if n > 0xFFFFFFFFLL:
+            raise EncodeError("Pack failed: an ext payload over 4 GiB")
+        if self.len + EXT_RESERVE > self.cap:
+            self.reserve(EXT_RESERVE)
+        self.len += _ext_head(self.buf + self.len, kind, n)
+        return 0
+
+    cdef Py_ssize_t open_ext(self) except -1:
+        """Start an ext whose payload is written next (a set's array, a ratio's two ints)."""
+        cdef Py_ssize_t start = self.len
+        self.reserve(EXT_RESERVE)
+        self.len += EXT_RESERVE
+        return start
+
+    cdef int close_ext(self, Py_ssize_t start, unsigned char kind) except -1:
+        """Put the header of the ext opened at ``start`` before its payload, now that its length is known."""
+        cdef Py_ssize_t n = self.len - start - EXT_RESERVE, h
+        self.len = start
+        self.put_ext_head(kind, n)
+        h = self.len - start
+        memmove(self.buf + start + h, self.buf + start + EXT_RESERVE, n)
+        self.len = start + h + n
+        return 0
+
+    cdef int enter(self) except -1:
+        self.depth += 1
+        if self.depth > HARD_MAX_DEPTH:
+            raise EncodeError(f"Pack failed: nesting deeper than {HARD_MAX_DEPTH} (a circular structure?)")
+        return 0
+
+    cdef int put_key(self, object k) except -1:
+        cdef type t = type(k)
+        cdef Py_ssize_t index
+        if t is Keyword or t is str or isinstance(k, str):
+            index = self.cached(k)
+            if index < 0:
+                return self.write(k)
+            return self.put_head(0xD4, (0x08 << 8) | <uint64_t>index, 2)  # d4 08 <index>
+        return self.write(k)
+
+    cdef int put_map(self, object m) except -1:
+        cdef Py_ssize_t pos = 0
+        cdef PyObject* k
+        cdef PyObject* v
+        self.enter()
+        if type(m) is dict or type(m) is FrozenDict:
+            self.put_sized(0x80, 15, 0xDE, PyDict_GET_SIZE(m))
+            while PyDict_Next(m, &pos, &k, &v):
+                self.put_key(<object>k)
+                self.write(<object>v)
+        else:
+            items = list(m.items())
+            self.put_sized(0x80, 15, 0xDE, len(items))
+            for key, value in items:
+                self.put_key(key)
+                self.write(value)
+        self.depth -= 1
+        return 0
+
+    cdef int put_seq(self, object seq) except -1:
+        cdef Py_ssize_t i, n
+        self.enter()
+        if type(seq) is list:
+            n = PyList_GET_SIZE(seq)
+            self.put_sized(0x90, 15, 0xDC, n)
+            for i in range(n):
+                # the list may change size under a __eq__/__hash__ call; re-read its length
+                if i >= PyList_GET_SIZE(seq):
+                    raise EncodeError("Pack failed: a list changed size while being written")
+                self.write(<object>PyList_GET_ITEM(seq, i))
+        elif isinstance(seq, tuple):
+            n = PyTuple_GET_SIZE(seq)
+            self.put_sized(0x90, 15, 0xDC, n)
+            for i in range(n):
+                self.write(<object>PyTuple_GET_ITEM(seq, i))
+        else:
+            items = list(seq)
+            self.put_sized(0x90, 15, 0xDC, len(items))
+            for x in items:
+                self.write(x)
+        self.depth -= 1
+        return 0
+
+    cdef int put_set(self, object s) except -1:
+        cdef Py_ssize_t start = self.open_ext()
+        self.put_seq(list(s))  # in the set's own iteration order
+        return self.close_ext(start, 4)
+
+    cdef int put_ratio(self, object x) except -1:
+        cdef Py_ssize_t start
+        if x.denominator == 1:  # a Clojure ratio is never whole: n/1 is the integer n
+            return self.put_int(x.numerator)
+        start = self.open_ext()
+        self.put_int(x.numerator)
+        self.put_int(x.denominator)
+        return self.close_ext(start, 3)
+
+    cdef int put_inst(self, object x) except -1:
+        """ext -1, always 12 bytes: u32 nanoseconds then i64 epoch seconds (Instant's normalised form)."""
+        cdef char* p
+        if x.tzinfo is None or x.utcoffset() is None:
+            raise EncodeError("Pack failed: a naive datetime has no instant (give it a tzinfo)")
+        delta = x - _EPOCH
+        seconds = delta.days * 86400 + delta.seconds
+        self.put_ext_head(0xFF, 12)
+        self.reserve(12)
+        p = self.buf + self.len
+        _be32(p, <uint32_t>(delta.microseconds * 1000))
+        _be64(p + 4, <uint64_t>(<long long>seconds))
+        self.len += 12
+        return 0
+
+    cdef int put_typed(self, object a) except -1:
+        """array.array of typecode i/f/d (int[]/float[]/double[]) as ext 5/6/7, big-endian elements."""
+        code = a.typecode
+        if code not in _TYPED or a.itemsize != _TYPED_SIZE[code]:
+            raise EncodeError(f"Pack failed: unsupported type (array of typecode {code!r}; "
+                              "only 'i', 'f' and 'd' arrays are Java int[], float[], double[])")
+        if _LITTLE:
+            a = array(code, a)
+            a.byteswap()
+        payload = a.tobytes()
+        self.put_ext_head(<unsigned char>(<int>_TYPED[code]), len(payload))
+        return self.put(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload))
+
+    cdef int put_bin(self, object b) except -1:
+        cdef bytes data = b if type(b) is bytes else bytes(b)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        if n <= 0xFF:
+            self.put_head(0xC4, <uint64_t>n, 1)
+        else:
+            self.put_wide(0xC5, n)
+        return self.put(PyBytes_AS_STRING(data), n)
+
+    cdef int write(self, object x) except -1:
+        # the type as a raw pointer: no reference counting of shared type objects on the hottest path
+        cdef PyObject* t = <PyObject*>Py_TYPE(x)
+        if t == <PyObject*>str:
+            return self.put_utf8(x, 255)
+        if t == <PyObject*>Keyword:
+            return self.put_utf8((<Keyword>x).text, 0)
+        if t == <PyObject*>int:
+            return self.put_int(x)
+        if t == <PyObject*>dict:
+            return self.put_map(x)
+        if t == <PyObject*>list or t == <PyObject*>tuple:
+            return self.put_seq(x)
+        if t == <PyObject*>float:
+            return self.put_double(PyFloat_AS_DOUBLE(x))
+        if x is None:
+            return self.putc(0xC0)
+        if x is True:
+            return self.putc(0xC3)
+        if x is False:
+            return self.putc(0xC2)
+        if t == <PyObject*>frozenset or t == <PyObject*>set:
+            return self.put_set(x)
+        if t == <PyObject*>Symbol:
+            return self.put_utf8((<Symbol>x).text, 1)
+        if t == <PyObject*>_FROZEN_DICT:
+            return self.put_map(x)
+        if t == <PyObject*>_LIST:
+            return self.put_seq(x)
+        if t == <PyObject*>Char:
+            return self.put_utf8((<Char>x).char, 2)
+        return self.write_other(x, type(x))
+
+    cdef int write_other(self, object x, type t) except -1:
+        """The rarer types, then subclasses of the ones above."""
+        if t is UUID or isinstance(x, UUID):
+            return self.put_utf8(str(x), 9)
+        if isinstance(x, _dt.datetime):
+            return self.put_inst(x)
+        if isinstance(x, Fraction):
+            return self.put_ratio(x)
+        if isinstance(x, Decimal):
+            if not x.is_finite():
+                raise EncodeError(f"Pack failed: BigDecimal has no {x}")
+            return self.put_double(0.0 if x.is_zero() else float(x))
+        if isinstance(x, (bytes, bytearray, memoryview)):
+            return self.put_bin(x)
+        if isinstance(x, array):
+            return self.put_typed(x)
+        if t is Ext:
+            if (<Ext>x).type == 8:
+                raise EncodeError("Pack failed: ext type 8 is the map-key cache's own")
+            self.put_ext_head(<unsigned char>(<int8_t>(<Ext>x).type), len((<Ext>x).data))
+            return self.put(PyBytes_AS_STRING((<Ext>x).data), PyBytes_GET_SIZE((<Ext>x).data))
+        if isinstance(x, int):
+            return self.put_int(int(x))
+        if isinstance(x, float):
+            return self.put_double(float(x))
+        if isinstance(x, str):
+            return self.put_utf8(str(x), 255)
+        if isinstance(x, (list, tuple)):
+            return self.put_seq(x)
+        if isinstance(x, _Mapping):
+            return self.put_map(x)
+        if isinstance(x, _Set):
+            return self.put_set(x)
+        raise EncodeError(f"Pack failed: unsupported type ({t.__module__}.{t.__qualname__})")
+
+    cdef bytes result(self):
+        return PyBytes_FromStringAndSize(self.buf, self.len)
+
+
+cdef _Writer _spare = _Writer()
+
+
+cdef _Writer _writer():
+    """The module's writer, or a new one while it is in use (a value's own Python code may call dumps)."""
+    cdef _Writer w = _spare if not _spare.busy else _Writer()
+    w.reset()
+    w.busy = True
+    return w
+
+
+cdef void _done(_Writer w) noexcept:
+    w.busy = False
+    w.keys = []
+    if w.cap > 65536:  # do not keep a big message's buffer
+        free(w.buf)
+        w.cap = 256
+        w.buf = <char*>malloc(w.cap)
+        if w.buf == NULL:
+            w.cap = 0
+
+
+def dumps(value):
+    """``value`` as the bytes Sente's msgpack packer writes for the corresponding Clojure value.
+
+    One fresh map-key cache spans the whole value. Raises :class:`EncodeError` for values Sente's packer
+    refuses or Python has no msgpack form for (before any output exists).
+    """
+    cdef _Writer w = _writer()
+    try:
+        w.write(value)
+        return w.result()
+    finally:
+        _done(w)
+
+
+cdef class EncodedEvent:
+    """An event packed alone, for :func:`pack_batch`; opaque to callers, reusable across batches."""
+
+    cdef readonly object event
+    cdef readonly bytes data
+    cdef list cache  # the keys it numbered, in order; None when it wrote no cacheable key
+
+    def __repr__(self):
+        return f"EncodedEvent({self.event!r}, {self.data.hex()})"
+
+
+def encode_event(event):
+    """Pack ``event`` once (an :class:`EncodeError` here refuses it before it joins any batch)."""
+    cdef _Writer w = _writer()
+    cdef EncodedEvent e = EncodedEvent.__new__(EncodedEvent)
+    try:
+        w.write(event)
+        e.event = event
+        e.data = w.result()
+        e.cache = w.keys if w.keys else None
+    finally:
+        _done(w)
+    return e
+
+
+def pack_batch(events):
+    """The envelope ``[[ev1 ev2 ...] nil]`` for events from :func:`encode_event`, with one key cache.
+
+    Exactly the bytes of ``dumps([[ev1, ev2, ...], None])``. An event's own bytes are reused while the
+    cache before it is empty (it then writes the same) or when it writes no cacheable key (the cache
+    does not touch it); only keyed events after the first keyed one are written again, with the cache.
+    """
+    cdef EncodedEvent e
+    cdef bint keyed = False
+    cdef Py_ssize_t n = len(events)
+    for item in events:
+        if type(item) is not EncodedEvent:
+            raise TypeError(f"pack_batch takes events from encode_event, got {type(item).__name__}")
+    cdef _Writer w = _writer()
+    try:
+        w.putc(0x92)
+        w.put_sized(0x90, 15, 0xDC, n)
+        for item in events:
+            e = <EncodedEvent>item
+            if e.cache is None or not keyed:
+                w.put(PyBytes_AS_STRING(e.data), PyBytes_GET_SIZE(e.data))
+                if e.cache is not None:
+                    w.load_cache(e.cache)
+                    keyed = True
+            else:
+                w.write(e.event)
+        w.putc(0xC0)
+        return w.result()
+    finally:
+        _done(w)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+cdef inline uint16_t _rd16(const unsigned char* p) noexcept:
+    return (<uint16_t>p[0] << 8) | p[1]
+
+
+cdef inline uint32_t _rd32(const unsigned char* p) noexcept:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+
+cdef inline uint64_t _rd64(const unsigned char* p) noexcept:
+    return (<uint64_t>_rd32(p) << 32) | _rd32(p + 4)
+
+
+cdef object _java_uuid(str text):
+    """``java.util.UUID.fromString``: five dash-separated hex groups, each masked to its field's width
+    (so ``1-2-3-4-5`` is accepted, 32 bare hex digits are not)."""
+    if len(text) > 36:
+        raise ValueError(f"UUID string too large: {text!r}")
+    parts = text.split("-")
+    if len(parts) != 5:
+        raise ValueError(f"Invalid UUID string: {text!r}")
+    values = []
+    for p in parts:
+        if not p or len(p) > 16 or not all(c in "0123456789abcdefABCDEF" for c in p):
+            raise ValueError(f"Invalid UUID string: {text!r}")
+        values.append(int(p, 16))
+    msb = ((values[0] & 0xFFFFFFFF) << 32) | ((values[1] & 0xFFFF) << 16) | (values[2] & 0xFFFF)
+    lsb = ((values[3] & 0xFFFF) << 48) | (values[4] & 0xFFFFFFFFFFFF)
+    return UUID(int=(msb << 64) | lsb)
+
+
+cdef object _instant(long long seconds, long long nanos):
+    """An aware UTC datetime from Instant.ofEpochSecond(seconds, nanos); below a microsecond is dropped."""
+    total = <object>seconds * 1000000000 + nanos  # a Python int: no C overflow
+    if not <object>INSTANT_MIN * 1000000000 <= total <= <object>INSTANT_MAX * 1000000000 + 999999999:
+        raise ValueError("Instant exceeds minimum or maximum instant")
+    try:
+        return _EPOCH + _dt.timedelta(microseconds=total // 1000)
+    except OverflowError:
+        raise ValueError("the instant is outside Python datetime's years 1..9999") from None
+
+
+@cython.final
+cdef class _Reader:
+    cdef const unsigned char* s
+    cdef Py_ssize_t i
+    cdef Py_ssize_t n      # end of what may be read now (a payload's end while reading inside an ext)
+    cdef list cache        # keys read in full in map-key position, the first CACHE_SIZE of them
+    cdef int max_depth
+
+    cdef int fail(self, str msg) except -1:
+        raise DecodeError(msg, self.i)
+
+    cdef inline const unsigned char* take(self, Py_ssize_t k) except NULL:
+        """The next ``k`` bytes (checked against what is left before anything is built from them)."""
+        cdef const unsigned char* p
+        if k > self.n - self.i:
+            raise DecodeError(f"truncated input: {k} bytes announced, {self.n - self.i} left", self.i)
+        p = self.s + self.i
+        self.i += k
+        return p
+
+    cdef Py_ssize_t length(self, int width) except -1:
+        cdef const unsigned char* p = self.take(width)
+        if width == 1:
+            return p[0]
+        if width == 2:
+            return _rd16(p)
+        return <Py_ssize_t>_rd32(p)
+
+    cdef str text(self, Py_ssize_t k):
+        cdef const unsigned char* p = self.take(k)
+        return PyUnicode_DecodeUTF8(<const char*>p, k, "csente.msgpack.jvm")
+
+    cdef object read(self, int depth, bint hashable, bint key):
+        cdef unsigned char b
+        cdef const unsigned char* p
+        cdef _F32 f32
+        cdef _F64 f64
+        if self.i >= self.n:
+            self.fail("truncated input: a value was expected")
+        b = self.s[self.i]
+        self.i += 1
+        if b <= 0x7F:
+            return PyLong_FromLongLong(b)
+        if b >= 0xE0:
+            return PyLong_FromLongLong(<int8_t>b)
+        if 0xA0 <= b <= 0xBF:
+            return self.read_string(b & 0x1F, key)
+        if 0x90 <= b <= 0x9F:
+            return self.read_array(b & 0x0F, depth, hashable)
+        if 0x80 <= b <= 0x8F:
+            return self.read_map(b & 0x0F, depth, hashable)
+        if b == 0xC0:
+            return None
+        if b == 0xC2:
+            return False
+        if b == 0xC3:
+            return True
+        if b == 0xCC:
+            return PyLong_FromLongLong(self.take(1)[0])
+        if b == 0xCD:
+            return PyLong_FromLongLong(_rd16(self.take(2)))
+        if b == 0xCE:
+            return PyLong_FromLongLong(_rd32(self.take(4)))
+        if b == 0xCF:
+            return PyLong_FromUnsignedLongLong(_rd64(self.take(8)))
+        if b == 0xD0:
+            return PyLong_FromLongLong(<int8_t>self.take(1)[0])
+        if b == 0xD1:
+            return PyLong_FromLongLong(<int16_t>_rd16(self.take(2)))
+        if b == 0xD2:
+            return PyLong_FromLongLong(<int32_t>_rd32(self.take(4)))
+        if b == 0xD3:
+            return PyLong_FromLongLong(<int64_t>_rd64(self.take(8)))
+        if b == 0xCA:
+            f32.u = _rd32(self.take(4))
+            return PyFloat_FromDouble(f32.f)
+        if b == 0xCB:
+            f64.u = _rd64(self.take(8))
+            return PyFloat_FromDouble(f64.d)
+        if b == 0xD9 or b == 0xDA or b == 0xDB:
+            return self.read_string(self.length(1 << (b - 0xD9)), key)
+        if b == 0xC4 or b == 0xC5 or b == 0xC6:
+            k = self.length(1 << (b - 0xC4))
+            p = self.take(k)
+            return PyBytes_FromStringAndSize(<const char*>p, k)
+        if b == 0xDC or b == 0xDD:
+            return self.read_array(self.length(2 if b == 0xDC else 4), depth, hashable)
+        if b == 0xDE or b == 0xDF:
+            return self.read_map(self.length(2 if b == 0xDE else 4), depth, hashable)
+        if 0xD4 <= b <= 0xD8:
+            return self.read_ext(1 << (b - 0xD4), depth, key)
+        if b == 0xC7 or b == 0xC8 or b == 0xC9:
+            return self.read_ext(self.length(1 << (b - 0xC7)), depth, key)
+        self.i -= 1
+        self.fail(f"unexpected byte 0x{b:02x} (reserved)")
+
+    cdef object read_string(self, Py_ssize_t k, bint key):
+        s = self.text(k)
+        if key and len(self.cache) < CACHE_SIZE:
+            self.cache.append(s)
+        return s
+
+    cdef int enter(self, int depth) except -1:
+        if depth >= self.max_depth:
+            self.fail(f"nesting deeper than max_depth={self.max_depth}")
+        return 0
+
+    cdef object read_array(self, Py_ssize_t count, int depth, bint hashable):
+        cdef list out = []
+        cdef Py_ssize_t j
+        self.enter(depth)
+        if count > self.n - self.i:  # every element takes a byte at least
+            self.fail(f"truncated input: an array of {count} elements in {self.n - self.i} bytes")
+        for j in range(count):
+            PyList_Append(out, self.read(depth + 1, hashable, False))
+        return PyList_AsTuple(out) if hashable else out
+
+    cdef object read_map(self, Py_ssize_t count, int depth, bint hashable):
+        cdef dict out = {}
+        cdef Py_ssize_t j
+        self.enter(depth)
+        if count > (self.n - self.i) // 2:
+            self.fail(f"truncated input: a map of {count} entries in {self.n - self.i} bytes")
+        for j in range(count):
+            k = self.read(depth + 1, True, True)
+            v = self.read(depth + 1, hashable, False)
+            try:
+                if PyDict_Contains(out, k):
+                    self.duplicate(out, k)
+                PyDict_SetItem(out, k, v)  # an exact duplicate: the last one wins, as on the JVM
+            except TypeError:
+                self.fail(f"a map key of type {type(k).__name__} is not hashable in Python")
+        return FrozenDict(out) if hashable else out
+
+    cdef int duplicate(self, object container, object k) except -1:
+        """Keys Python finds equal but Clojure does not (1, 1.0, true) would merge: refuse them."""
+        for other in container:
+            if other == k and type(other) is not type(k):
+                self.fail(f"{other!r} and {k!r} are distinct in Clojure but equal in Python")
+        return 0
+
+    cdef object read_ext(self, Py_ssize_t k, int depth, bint key):
+        cdef int8_t kind
+        cdef Py_ssize_t end, saved_n
+        cdef const unsigned char* p
+        if self.i >= self.n:
+            self.fail("truncated input: an ext type byte was expected")
+        kind = <int8_t>self.s[self.i]
+        self.i += 1
+        if k > self.n - self.i:
+            self.fail(f"truncated input: an ext of {k} bytes in {self.n - self.i}")
+        if kind == 4 or kind == 3:  # payloads that are msgpack themselves: read in place, sharing the cache
+            end = self.i + k
+            saved_n = self.n
+            self.n = end
+            try:
+                x = self.read_set(depth) if kind == 4 else self.read_ratio(depth)
+            finally:
+                self.n = saved_n
+            self.i = end
+            return x
+        p = self.take(k)
+        if kind == 0 or kind == 1:
+            text = PyUnicode_DecodeUTF8(<const char*>p, k, "csente.msgpack.jvm")
+            if not text:
+                self.fail("an empty keyword or symbol has no Python value")
+            x = keyword(text) if kind == 0 else symbol(text)
+            if kind == 0 and key and len(self.cache) < CACHE_SIZE:
+                self.cache.append(x)
+            return x
+        if kind == 8:
+            if k == 0:
+                self.fail("a cache reference without its index")
+            found = self.cache[p[0]] if p[0] < len(self.cache) else None
+            return found if key else CachedKey(found)
+        if kind == 2:
+            text = PyUnicode_DecodeUTF8(<const char*>p, k, "csente.msgpack.jvm")
+            if not text:
+                self.fail("an empty char")
+            c = ord(text[0])
+            return Char(chr(0xD800 + ((c - 0x10000) >> 10)) if c > 0xFFFF else text[0])
+        if kind == 9:
+            try:
+                return _java_uuid(PyUnicode_DecodeUTF8(<const char*>p, k, "csente.msgpack.jvm"))
+            except ValueError as e:
+                self.fail(str(e))
+        if kind == -1:
+            if k < 12:
+                self.fail(f"a timestamp needs the 12-byte form, got {k} bytes")
+            try:
+                return _instant(<int64_t>_rd64(p + 4), <int32_t>_rd32(p))
+            except ValueError as e:
+                self.fail(str(e))
+        if 5 <= kind <= 7:
+            code = _TYPECODES[kind]
+            size = _TYPED_SIZE[code]
+            a = array(code, PyBytes_FromStringAndSize(<const char*>p, k - k % size))
+            if _LITTLE:
+                a.byteswap()
+            if key:
+                self.fail("a typed array is not hashable in Python: it cannot be a map key or set member")
+            return a
+        return Ext(kind, PyBytes_FromStringAndSize(<const char*>p, k))
+
+    cdef object read_set(self, int depth):
+        """ext 4: an array header (dc/dd, or any other byte's low 4 bits as the count) and the members."""
+        cdef set out = set()
+        cdef Py_ssize_t count, j
+        cdef unsigned char b
+        self.enter(depth)
+        if self.i >= self.n:
+            self.fail("truncated input: a set without its array header")
+        b = self.s[self.i]
+        self.i += 1
+        if b == 0xDC or b == 0xDD:
+            count = self.length(2 if b == 0xDC else 4)
+        else:
+            count = b & 0x0F
+        if count > self.n - self.i:
+            self.fail(f"truncated input: a set of {count} members in {self.n - self.i} bytes")
+        for j in range(count):
+            x = self.read(depth + 1, True, False)
+            try:
+                if PySet_Contains(out, x):
+                    self.duplicate(out, x)
+                PySet_Add(out, x)
+            except TypeError:
+                self.fail(f"a set member of type {type(x).__name__} is not hashable in Python")
+        return frozenset(out)
+
+    cdef object read_ratio(self, int depth):
+        """ext 3: numerator and denominator, divided as Clojure's ``/`` does (n/1 is the integer n)."""
+        self.enter(depth)
+        num = self.read(depth + 1, False, False)
+        den = self.read(depth + 1, False, False)
+        if type(num) not in (int, float) or type(den) not in (int, float):
+            self.fail("a ratio of non-numbers")
+        if type(num) is int and type(den) is int:
+            if den == 0:
+                self.fail("a ratio with denominator 0 (divide by zero)")
+            r = Fraction(num, den)
+            return r.numerator if r.denominator == 1 else r
+        return PyFloat_FromDouble(<double>num / <double>den)  # IEEE division: x/0.0 is ±Inf or NaN, as in Clojure
+
+
+def loads(data, *, int max_depth=256, Py_ssize_t max_size=64 * 1024 * 1024):
+    """The value of the first msgpack object in ``data`` (trailing bytes are ignored, as Sente does).
+
+    Anything malformed, truncated, nested deeper than ``max_depth`` or longer than ``max_size`` bytes is a
+    :class:`DecodeError`; no length read from the input is trusted before the bytes are there.
+    """
+    cdef _Reader r = _Reader.__new__(_Reader)
+    cdef bytes owner
+    if not 0 <= max_depth <= HARD_MAX_DEPTH:
+        raise ValueError(f"max_depth must be between 0 and {HARD_MAX_DEPTH}")
+    if type(data) is bytes:
+        owner = data
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        owner = bytes(data)
+    else:
+        raise TypeError(f"msgpack loads() needs bytes, not {type(data).__name__}")
+    if PyBytes_GET_SIZE(owner) > max_size:
+        raise DecodeError(f"input longer than max_size={max_size}", max_size)
+    r.s = <const unsigned char*>PyBytes_AS_STRING(owner)
+    r.n = PyBytes_GET_SIZE(owner)
+    r.cache = []
+    r.max_depth = max_depth
+    return r.read(0, False, False)
