@@ -75,9 +75,9 @@ from typing import Any
 from csente import shm
 
 from .. import edn
-from ..metrics import counters
 from ..protocol.backplane import CorePeer, Recipients, Transport, View
 from ..protocol.ratelog import RateLimitedLog
+from ..protocol.stats import counters
 
 log = logging.getLogger("sente.cluster")
 _rate_log = RateLimitedLog(log)  # drops and unreadable records: one line per interval per kind, with a count
