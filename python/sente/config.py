@@ -96,7 +96,7 @@ class Settings:
         """``secure_cookies``, or when unset (auto) whether this server serves TLS (an ``ssl_certfile`` setting)."""
         if self.secure_cookies is not None:
             return self.secure_cookies
-        return bool(getattr(self, "ssl_certfile", None))
+        return self.ssl_certfile is not None
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (for handing the settings to a worker process); :func:`settings_from_json` reads it."""

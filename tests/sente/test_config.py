@@ -123,3 +123,12 @@ def test_sente_serve_reports_a_bad_setting_in_one_line_and_exits_2(
     monkeypatch.delenv("SENTE_WROKERS")
     assert main(["serve", "sente.testapp:app", "--lp-timeout-ms", "0"]) == 2
     assert "--lp-timeout-ms: lp_timeout_ms must be between" in capsys.readouterr().err
+
+
+def test_session_cookies_are_secure_under_tls_unless_told(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("(a certificate)")
+    assert not Settings().cookies_secure
+    assert Settings(ssl_certfile=str(cert)).cookies_secure
+    assert not Settings(ssl_certfile=str(cert), secure_cookies=False).cookies_secure
+    assert Settings(secure_cookies=True).cookies_secure
