@@ -23,8 +23,8 @@ from tests.browser.helpers import (
     needs_chromium,
     needs_node,
     read_json_line,
-    stop,
 )
+from tests.helpers import stop
 
 pytestmark = [needs_node, needs_chromium]
 DRIVER_TIMEOUT = 60.0
