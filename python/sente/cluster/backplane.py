@@ -56,8 +56,8 @@ per destination, in order: nothing for that worker overtakes it) and is retried 
 the consumer has made room. Only past :attr:`ShmBackplane.max_outbox_bytes` of waiting records (true
 overload, or a worker that stopped reading), for a keyed record too large for an inbox (handoffs split
 themselves first, claims and closes are small), or when the destination worker exits with records waiting for
-it (they were for its connections; its replacement must not get them), is a record dropped: counted in that worker's ``dropped``
-(``sente_ring_drops_total``) and logged once per interval with a count, not once per record.
+it (they were for its connections; its replacement must not get them), is a record dropped: counted in that
+worker's ``dropped`` (``sente_ring_drops_total``) and logged once per interval with a count, not once per record.
 """
 
 from __future__ import annotations
