@@ -1,9 +1,13 @@
-"""Builds the Cython extensions in python/csente/; all metadata lives in pyproject.toml."""
+"""Builds the Cython extensions in python/csente/; all metadata lives in pyproject.toml.
+
+The extensions are cythonized when they are built, not when setup.py is read: an sdist carries the .pyx sources
+(and the .pxd/.pyi beside them), not generated C, and building it needs Cython (pyproject's build requires).
+"""
 
 import os
 
-from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 MODULES = ["types", "edn", "transit", "shm", "fanout"]
 
@@ -15,19 +19,33 @@ DIRECTIVES = {
     "cdivision": True,
     "infer_types": True,
 }
+JOBS = os.cpu_count() or 1
 
 extra_compile_args = ["-O3"] if os.name != "nt" else []
 
 # CSENTE_ONLY=edn,types builds a subset (handy while iterating on one module).
 only = [m for m in os.environ.get("CSENTE_ONLY", "").split(",") if m]
 
-extensions = [
-    Extension(f"csente.{name}", [f"python/csente/{name}.pyx"], extra_compile_args=extra_compile_args)
-    for name in MODULES
-    if (not only or name in only) and os.path.exists(f"python/csente/{name}.pyx")
-]
+
+class cythonize_then_build_ext(build_ext):
+    """Turns the .pyx sources into C right before compiling them, with every CPU on both steps."""
+
+    def finalize_options(self) -> None:
+        from Cython.Build import cythonize
+
+        self.distribution.ext_modules = cythonize(
+            self.distribution.ext_modules, compiler_directives=DIRECTIVES, annotate=False, nthreads=JOBS
+        )
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = JOBS
+
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES, annotate=False, nthreads=os.cpu_count() or 1),
-    options={"build_ext": {"parallel": os.cpu_count() or 1}},
+    ext_modules=[
+        Extension(f"csente.{name}", [f"python/csente/{name}.pyx"], extra_compile_args=extra_compile_args)
+        for name in MODULES
+        if (not only or name in only) and os.path.exists(f"python/csente/{name}.pyx")
+    ],
+    cmdclass={"build_ext": cythonize_then_build_ext},
 )

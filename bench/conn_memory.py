@@ -1,6 +1,6 @@
 """What one idle WebSocket connection costs the server in memory, and where it goes.
 
-The server (``bench.peers.sente_app``'s app on uvicorn + the picows bridge, uvloop) runs in this process; the
+The server (``sente.bench.app``'s app on uvicorn + the picows bridge, uvloop) runs in this process; the
 clients run in a child process (plain blocking sockets: upgrade request, wait for ``[:chsk/handshake ...]``,
 then stay idle), so nothing of theirs is counted. Two batches of ``-n`` connections:
 
@@ -89,7 +89,7 @@ def settle() -> None:
 async def main(n: int, top: int, frames: int) -> None:
     import uvicorn
 
-    from bench.peers.sente_app import app
+    from sente.bench.app import app
     from sente.serve import uvicorn_config
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -1,6 +1,6 @@
 """Micro-benchmarks of the kernels one broadcast runs through, from the event to the bytes written per client.
 
-The fan-out benchmark (``python -m bench.fanout``) measures the server whole, from outside; these isolate its
+The fan-out benchmark (``sente bench``) measures the server whole, from outside; these isolate its
 pieces so a change to one shows up alone: the packers (encode one event, pack a push batch, wrap the envelope),
 frame building, the core's broadcast + flush (grouping every uid onto one batch) and the server's write loop
 over in-memory transports (one prebuilt frame handed to every connection). Codecs and the shared-memory ring and
@@ -53,18 +53,26 @@ def test_build_text_frame(benchmark: Any, size: int) -> None:
 
 
 class MemoryConn:
-    """Stands in for a picows WsConnection: keeps the frames it is given."""
+    """Stands in for a picows WsConnection and its asyncio transport (``_raw``, what csente.fanout.write_frame
+    writes to): keeps the last frames it is given."""
 
-    __slots__ = ("buffered_bytes", "frames", "request")
+    __slots__ = ("_closing", "_raw", "buffered_bytes", "closed", "frames", "request")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.buffered_bytes = 0
+        self._closing = self.closed = False
+        self._raw = self
 
     def send_frame(self, frame: bytes) -> None:
-        self.frames.append(frame)
-        if len(self.frames) > 64:
+        if len(self.frames) >= 64:
             self.frames.clear()
+        self.frames.append(frame)  # never empty after a write
+
+    write = send_frame
+
+    def get_write_buffer_size(self) -> int:
+        return 0
 
 
 def _server(n: int) -> tuple[ChannelSocketServer, list[MemoryConn]]:

@@ -4,6 +4,8 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
+from .protocol.backplane import Backplane, install_join_remote
+
 if TYPE_CHECKING:
     from .publisher import AsyncPublisher, Publisher
 
@@ -17,3 +19,14 @@ def __getattr__(name: str) -> Any:
 
         return getattr(publisher, name)
     raise AttributeError(f"module 'sente' has no attribute {name!r}")
+
+
+def _join_redis(backplane: Backplane | None, url: str) -> Backplane:
+    """``ChannelSocketServer(redis_url=...)``: the cluster layer composes the backplane (imported on first use,
+    it brings in redis-py). Installed here, the outermost layer, so the server never imports the cluster."""
+    from .cluster.composite import with_redis
+
+    return with_redis(backplane, url)
+
+
+install_join_remote(_join_redis)

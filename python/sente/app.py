@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .server import AsgiApp, ChannelSocketServer
 
@@ -34,6 +36,15 @@ def load_app_factory(spec: str) -> AppFactory:
     factory: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         factory = getattr(factory, part)
-    if not callable(factory):
-        raise TypeError(f"{spec} is not callable")
-    return factory  # type: ignore[no-any-return]
+    if not (inspect.isfunction(factory) or inspect.ismethod(factory) or isinstance(factory, functools.partial)):
+        raise TypeError(
+            f"{spec} is {_a(factory)}, not a factory: sente serve calls APP(packer=..., **options) in every worker "
+            "and serves the SenteApp it returns, so APP must name a function like "
+            "'def app(packer=\"edn\", **options): ... return SenteApp(chsk, chsk.asgi(inner))' (README: The server); "
+            "an ASGI app such as FastAPI() is the inner app it wraps")
+    return cast(AppFactory, factory)
+
+
+def _a(value: Any) -> str:
+    name = type(value).__name__
+    return f"a {name} object" if not isinstance(value, type) else f"the class {value.__name__}"

@@ -3,9 +3,10 @@
 Why this design:
 
 * **Counting costs an integer add.** The hot paths (the protocol core and the asyncio driver) bump plain ``int``
-  attributes of one per-process :class:`Counters` object, once per message, batch or action, never per event ×
-  connection (a push batch to N connections is one ``+= events * N``). Histograms are a ``bisect`` into a list,
-  once per flush or reply. Nothing calls prometheus-client on the hot path.
+  attributes of one per-process :class:`~sente.protocol.stats.Counters` object, once per message, batch or action,
+  never per event × connection (a push batch to N connections is one ``+= events * N``). Histograms are a
+  ``bisect`` into a list, once per flush or reply. Nothing calls prometheus-client on the hot path. The counters
+  belong to the protocol layer (:mod:`sente.protocol.stats`); this module only reads them.
 * **Exported in bulk, over shared memory.** Under the broker each worker owns one slot of the file
   ``/dev/shm/<shm name>.metrics`` (:class:`MetricsBlock`, created zeroed by the supervisor next to its segment).
   Every :data:`PUBLISH_INTERVAL_S` (and before each scrape it answers, and on exit) a worker copies its counters and
@@ -38,7 +39,6 @@ Metrics (base units; label values bounded: transport, result, reason, worker ind
 from __future__ import annotations
 
 import array
-import bisect
 import contextlib
 import mmap
 import os
@@ -52,149 +52,15 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from csente.shm import ANY
 
+# The counters live with the core that counts them (sente.protocol.stats); their old names here still work.
+from .protocol.stats import BATCH_BUCKETS, LATENCY_BUCKETS, REASONS, Counters, counters
+from .protocol.stats import Histogram as Histogram
+from .protocol.stats import batch_events as batch_events
 from .transport.asgi import Receive, Scope, Send
 
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-)
-"""Seconds, from 100 µs: realtime flushes and replies live in the first few buckets."""
-BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-"""Events per packed batch."""
 PUBLISH_INTERVAL_S = 1.0
 METRICS_PATH = "/metrics"
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-REASONS = ("csrf", "origin", "unauthorized", "no_client_id", "reject_fn", "size")
-
-
-class Histogram:
-    """Cumulative-at-export histogram: per-bucket counts (the last one is +Inf) and the sum of observations."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    @property
-    def width(self) -> int:
-        return len(self.counts) + 1
-
-
-class Counters:
-    """This process's counters: plain attributes the hot paths add to (see the module docstring)."""
-
-    COUNTERS = (
-        "handshakes_ws", "handshakes_ajax", "handshakes_ws_rejected", "handshakes_ajax_rejected",
-        "events_received", "events_pushed", "deliveries", "bytes_sent", "bytes_received", "decode_errors",
-        "slow_consumer_closes", "dropped_events", *(f"rejected_{r}" for r in REASONS),
-        "backplane_published", "backplane_received", "backplane_dropped_outage", "backplane_dropped_queue_full",
-        "send_errors", "handler_errors",
-    )
-    __slots__ = (*COUNTERS, "flush_latency", "reply_latency", "batch_events")
-
-    def __init__(self) -> None:
-        for name in self.COUNTERS:
-            setattr(self, name, 0)
-        self.flush_latency = Histogram(LATENCY_BUCKETS)
-        self.reply_latency = Histogram(LATENCY_BUCKETS)
-        self.batch_events = Histogram(BATCH_BUCKETS)
-
-    # declared for the type checker (set in __init__ through setattr)
-    handshakes_ws: int
-    handshakes_ajax: int
-    handshakes_ws_rejected: int
-    handshakes_ajax_rejected: int
-    events_received: int
-    events_pushed: int
-    deliveries: int
-    bytes_sent: int
-    bytes_received: int
-    decode_errors: int
-    slow_consumer_closes: int
-    dropped_events: int
-    backplane_published: int
-    backplane_received: int
-    backplane_dropped_outage: int
-    backplane_dropped_queue_full: int
-    send_errors: int
-    handler_errors: int
-
-    def histograms(self) -> tuple[Histogram, ...]:
-        return self.flush_latency, self.reply_latency, self.batch_events
-
-    def rejected(self, config: Any, transport: str, response: Any, *, handshake: bool = True) -> None:
-        """Count a refused request by reason (the refusal responses of ``config`` tell which check said no)."""
-        from .protocol.security import NO_CLIENT_ID
-
-        if response is NO_CLIENT_ID:
-            reason = "no_client_id"
-        elif response is config.bad_csrf_response:
-            reason = "csrf"
-        elif response is config.bad_origin_response:
-            reason = "origin"
-        elif response is config.unauthorized_response:
-            reason = "unauthorized"
-        else:
-            reason = "reject_fn"
-        self.count_rejection(reason)
-        if handshake:
-            if transport == "ws":
-                self.handshakes_ws_rejected += 1
-            else:
-                self.handshakes_ajax_rejected += 1
-
-    def count_rejection(self, reason: str) -> None:
-        name = f"rejected_{reason}"
-        setattr(self, name, getattr(self, name) + 1)
-
-    # ------------------------------------------------------------------ flat form (a shared-memory slot)
-
-    def values(self) -> list[float]:
-        """Every counter and histogram cell in :meth:`layout` order."""
-        out: list[float] = [getattr(self, name) for name in self.COUNTERS]
-        for h in self.histograms():
-            out.extend(h.counts)
-            out.append(h.sum)
-        return out
-
-    def load(self, values: Sequence[float]) -> None:
-        """Continue from ``values`` (what :meth:`values` gave; a restarted worker's slot)."""
-        it = iter(values)
-        for name in self.COUNTERS:
-            setattr(self, name, int(next(it)))
-        for h in self.histograms():
-            h.counts = [int(next(it)) for _ in h.counts]
-            h.sum = float(next(it))
-
-    @classmethod
-    def width(cls) -> int:
-        return len(cls.COUNTERS) + sum(h.width for h in cls().histograms())
-
-
-_COUNTERS = Counters()
-
-
-def batch_events(packer: Any, data: str | bytes) -> int:
-    """How many events a packed batch holds (``[[ev ...] nil]``), for a batch another process flushed.
-
-    Decoded with the packer's C reader (without the str-keys layer), once per batch per worker; 1 if unreadable.
-    """
-    inner = getattr(packer, "inner", packer)
-    try:
-        events = inner.unpack(data)[0]
-    except Exception:
-        return 1
-    return len(events) if isinstance(events, list) else 1
-
-
-def counters() -> Counters:
-    """The counters of this process (one object, shared by every server in it)."""
-    return _COUNTERS
 
 
 # ---------------------------------------------------------------------- live gauges of this process
@@ -258,13 +124,13 @@ def untrack_link(link: Any) -> None:
     """A stopped link: its last counts go to the counters; it no longer weighs on ``backplane_up``."""
     seen = _links.pop(link, None)
     if seen is not None:
-        _add_link(link, seen, _COUNTERS)
+        _add_link(link, seen, counters())
 
 
 def sync_backplane(source: Counters | None = None) -> int:
     """Add what this process's links counted since the last call to ``source``; 1 if the process has a running
     link and every one is up, else 0."""
-    target = source if source is not None else _COUNTERS
+    target = source if source is not None else counters()
     up = 1 if _links else 0
     for link, seen in list(_links.items()):
         _links[link] = _add_link(link, seen, target)
@@ -406,15 +272,34 @@ HELP = {
 }
 
 
+class WorkerTable(Protocol):
+    """What the broker families read of the supervisor's counters (:class:`~sente.cluster.supervisor.ClusterStats`,
+    handed in by the worker: the exporter never imports the cluster layer around it)."""
+
+    def worker_pid(self, index: int) -> int: ...
+
+    def restarts(self, index: int) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class SenteCollector(Collector):
-    """Builds every ``sente_*`` family from slots (broker) or from this process's counters (alone)."""
+    """Builds every ``sente_*`` family from slots (broker) or from this process's counters (alone).
+
+    Under the broker (``shm_name`` given), ``attach_stats(shm_name, directory)`` opens the supervisor's counters
+    (``ClusterStats.attach``) on the first scrape.
+    """
 
     def __init__(self, shm_name: str | None = None, shared: Any = None, directory: str = "/dev/shm",
-                 publisher: Publisher | None = None) -> None:
+                 publisher: Publisher | None = None,
+                 attach_stats: Callable[[str, str], WorkerTable] | None = None) -> None:
+        if shm_name is not None and attach_stats is None:
+            raise ValueError("a broker's collector needs attach_stats (sente.cluster.supervisor.ClusterStats.attach)")
         self.shm_name = shm_name
         self.shared = shared
         self.directory = directory
         self.publisher = publisher
+        self._attach_stats = attach_stats
         self._block: MetricsBlock | None = None
         self._stats: Any = None
 
@@ -428,10 +313,9 @@ class SenteCollector(Collector):
         if self.shm_name is None:
             return None
         if self._block is None:
-            from .cluster.supervisor import ClusterStats
-
+            assert self._attach_stats is not None  # checked in __init__
             self._block = MetricsBlock.attach(self.shm_name, self.directory)
-            self._stats = ClusterStats.attach(self.shm_name, self.directory)
+            self._stats = self._attach_stats(self.shm_name, self.directory)
         return self._block, self._stats
 
     def collect(self) -> Iterable[Metric]:

@@ -37,6 +37,7 @@ from .app import SenteApp
 from .metrics import SenteCollector, metrics_route
 from .server import AsgiApp
 from .transport.asgi import Receive, Scope, Send
+from .transport.sockets import bind_socket as bind_socket  # its old home: the listening socket is transport's
 from .transport.websocket import make_ws_protocol_class
 
 log = logging.getLogger("sente.serve")
@@ -85,34 +86,6 @@ def run(app: SenteApp, host: str = "127.0.0.1", port: int = 8090, log_level: str
     server = uvicorn.Server(uvicorn_config(app, host, port, log_level))
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
-
-
-# ---------------------------------------------------------------------- the listening socket
-
-
-def bind_socket(host: str, port: int, *, reuse_port: bool, listen: bool = True, backlog: int = 2048) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (IPv4 or IPv6), listening unless ``listen`` is False.
-
-    With ``reuse_port`` every process that binds the same address with ``SO_REUSEPORT`` (same user) gets its own
-    accept queue and the kernel spreads new connections over the listening ones.
-    """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(address)
-        if listen:
-            sock.listen(backlog)
-        sock.set_inheritable(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 # ---------------------------------------------------------------------- /healthz and /readyz

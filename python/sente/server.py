@@ -30,7 +30,7 @@ from .handlers import Handlers
 from .keys import StrKeysPacker
 from .loop_timer import LoopTimer
 from .packers import Packer, get_packer
-from .protocol.backplane import Backplane, Transport
+from .protocol.backplane import Backplane, Transport, join_remote
 from .protocol.config import Response, ServerConfig
 from .protocol.events import TIMEOUT
 from .protocol.requests import Request
@@ -84,7 +84,8 @@ class ChannelSocketServer:
     ``backplane`` connects it to the rest of a broker or cluster (default: this process alone, or what
     :attr:`backplane_factory` makes: a broker worker sets that before it builds the app, so an app needs
     no change to run under ``--workers``). ``redis_url`` joins it to other nodes through Redis
-    (:mod:`sente.cluster.redis`; ``sente serve --redis-url`` does it for every worker).
+    (:func:`sente.cluster.composite.with_redis`, installed by ``import sente``; ``sente serve --redis-url`` does it
+    for every worker).
     """
 
     backplane_factory: ClassVar[Callable[[], Backplane] | None] = None
@@ -108,13 +109,8 @@ class ChannelSocketServer:
         self.sessions = sessions if sessions is not None else default_store()
         if backplane is None and ChannelSocketServer.backplane_factory is not None:
             backplane = ChannelSocketServer.backplane_factory()
-        if redis_url is not None and not hasattr(backplane, "link"):  # other nodes, through Redis
-            from .cluster.composite import CompositeBackplane
-            from .cluster.redis import RedisLink
-            from .protocol.backplane import LocalBackplane
-
-            backplane = CompositeBackplane(backplane if backplane is not None else LocalBackplane(),
-                                           RedisLink(redis_url))
+        if redis_url is not None:  # other nodes, through Redis (composed by the cluster layer: import sente)
+            backplane = join_remote(backplane, redis_url)
         self.core = ServerCore(self.packer, self.config, backplane)
         self.core.on_output = self._schedule_pump
         self.stats = self.core.stats  # this process's counters (sente.metrics)

@@ -60,13 +60,3 @@ def read_json_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any
                 return obj
     raise AssertionError(f"no JSON line from the child within {timeout} s")
 
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    """End a child we started: SIGTERM, then SIGKILL after 10 s."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)

@@ -9,7 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
-from tests.browser.helpers import stop
+from tests.helpers import stop
 
 
 def test_sente_demo_serves_the_page_and_the_client() -> None:

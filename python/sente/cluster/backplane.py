@@ -76,8 +76,8 @@ from typing import Any
 from csente import shm
 
 from .. import edn, ratelog
-from ..metrics import counters
 from ..protocol.backplane import CorePeer, Recipients, Transport, View
+from ..protocol.stats import counters
 
 log = logging.getLogger("sente.cluster")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..protocol.backplane import Backplane, CorePeer, Transport, View
+from ..protocol.backplane import Backplane, CorePeer, LocalBackplane, Transport, View
 from .redis import MASKS, RedisLink
 
 OnBatch = Callable[[Transport, Any, "str | bytes"], None]
@@ -160,3 +160,15 @@ class CompositeBackplane:
         if core is None:
             return
         core.uid_joined_elsewhere(uid)
+
+
+def with_redis(backplane: Backplane | None, redis_url: str) -> Backplane:
+    """``backplane`` (None: this process alone) joined to the other nodes through Redis at ``redis_url``;
+    one that already has a Redis link (a worker's, from ``sente serve --redis-url``) is kept as it is.
+
+    What ``ChannelSocketServer(redis_url=...)`` does (``import sente`` installs it with
+    :func:`~sente.protocol.backplane.install_join_remote`).
+    """
+    if backplane is not None and hasattr(backplane, "link"):
+        return backplane
+    return CompositeBackplane(backplane if backplane is not None else LocalBackplane(), RedisLink(redis_url))

@@ -341,6 +341,7 @@ class RedisLink:
         self._on_close: OnUid | None = None
         self._on_close_uid: OnUid | None = None
         self._closing = False
+        self._outage_logged = False
 
     # ------------------------------------------------------------------ the view (synchronous)
 
@@ -484,11 +485,13 @@ class RedisLink:
             self.stats.state_changes.append(state)
             if state == "up":
                 log.info("Redis backplane up (%s, member %s)", self.url, self.member)
+                self._outage_logged = False
             elif state == "connecting":
                 log.debug("Redis backplane connecting (%s)", self.url)
-            elif not self._closing:
-                log.warning("Redis backplane %s (%s): serving the local view, cross-node batches dropped",
-                            state, self.url)
+            elif not self._closing and not self._outage_logged:
+                self._outage_logged = True  # once per outage, not once per reconnect attempt
+                log.warning("Redis backplane %s (%s): serving the local view, cross-node batches dropped; "
+                            "retrying with backoff", state, self.url)
 
     async def _run(self) -> None:
         backoff = BACKOFF_S[0]

@@ -62,8 +62,8 @@ from csente.shm import KIND_CONTROL, SharedState
 
 from ..config import Settings
 from ..metrics import MetricsBlock
-from ..serve import bind_socket
 from ..sessions import SECRET_ENV
+from ..transport.sockets import bind_socket
 from .backplane import LONG_PREFIX, UIDPORT_CLOSE, read_long_uid, remove_long_uids
 
 log = logging.getLogger("sente.cluster.supervisor")

@@ -49,9 +49,11 @@ from ..app import load_app_factory
 from ..config import Settings, settings_from_json
 from ..metrics import MetricsBlock, Publisher, SenteCollector
 from ..protocol.backplane import Backplane, LocalBackplane
-from ..serve import Health, bind_socket, serve_forever
+from ..serve import Health, serve_forever
 from ..server import ChannelSocketServer
+from ..transport.sockets import bind_socket
 from .backplane import ShmBackplane
+from .supervisor import ClusterStats
 
 log = logging.getLogger("sente.cluster.worker")
 
@@ -160,7 +162,7 @@ def serve_app(
             shared = SharedState.attach(shm_name, index)
             block = MetricsBlock.attach(shm_name)
             publisher = Publisher(block, index)  # continues this index's counters after a restart
-            collector = SenteCollector(shm_name, shared, publisher=publisher)
+            collector = SenteCollector(shm_name, shared, publisher=publisher, attach_stats=ClusterStats.attach)
             _current = WorkerContext(index, shared)
             attached = shared
             # Every ChannelSocketServer the app builds joins the broker: presence and pushes cross workers.

@@ -17,6 +17,7 @@ for the client and hands the ones it holds to the claimant (``hand_off``), which
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 Transport = Literal["ws", "ajax"]
@@ -188,3 +189,27 @@ class LocalBackplane:
 
     def hand_off(self, uid: Any, client_id: str, owner: Any, batches: list[str | bytes], final: bool = True) -> None:
         pass
+
+
+# ---------------------------------------------------------------------- other nodes, by URL
+
+JoinRemote = Callable[[Backplane | None, str], Backplane]
+_join_remote: JoinRemote | None = None
+
+
+def install_join_remote(join: JoinRemote) -> None:
+    """Say how a server joins other nodes by URL (``ChannelSocketServer(redis_url=...)``).
+
+    The cluster layer knows how (:func:`sente.cluster.composite.with_redis`); ``import sente`` installs it here, so
+    the server asks this inner seam instead of importing the layer around it.
+    """
+    global _join_remote
+    _join_remote = join
+
+
+def join_remote(backplane: Backplane | None, url: str) -> Backplane:
+    """``backplane`` (None: this process alone) joined to the other nodes at ``url``, as one backplane."""
+    if _join_remote is None:
+        raise RuntimeError("no cluster layer installed to join other nodes by URL: import sente.cluster.composite "
+                           "and call sente.protocol.backplane.install_join_remote(with_redis)")
+    return _join_remote(backplane, url)

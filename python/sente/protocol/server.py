@@ -35,7 +35,6 @@ from typing import Any, Literal
 from csente.types import DecodeError
 
 from .. import ratelog
-from ..metrics import batch_events, counters
 from ..packers import Packer
 from .backplane import Backplane, LocalBackplane, Recipients
 from .config import Response, ServerConfig
@@ -56,6 +55,7 @@ from .events import (
 )
 from .requests import Request
 from .security import NO_CLIENT_ID, rejection
+from .stats import batch_events, counters
 from .timers import SansIOCore
 
 log = logging.getLogger("sente.server")

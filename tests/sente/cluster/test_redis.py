@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import signal
@@ -529,3 +530,18 @@ def test_a_killed_node_leaves_presence_after_the_ttl(two_nodes: TwoNodes) -> Non
 
     with redis_node(two_nodes.redis) as c:
         asyncio.run(go(c))
+
+
+def test_an_outage_is_logged_once_not_once_per_retry(caplog: pytest.LogCaptureFixture) -> None:
+    async def go() -> None:
+        link = RedisLink(f"redis://127.0.0.1:{free_port()}/0", node="lonely")  # nothing listens there
+        link.start(lambda *a: None, lambda uid: None, lambda uid: None)
+        try:
+            await wait_until(lambda: link.stats.failures >= 3, timeout=10, what="three failed attempts")
+        finally:
+            link.stop()
+
+    with caplog.at_level(logging.DEBUG, logger="sente.cluster.redis"):
+        asyncio.run(go())
+    downs = [r for r in caplog.records if r.levelno == logging.WARNING and "Redis backplane down" in r.getMessage()]
+    assert len(downs) == 1, [r.getMessage() for r in downs]

@@ -9,7 +9,10 @@ same for every peer.
 Dialects (what a client says and waits for):
 
 * ``sente``: ``ws://host/chsk?client-id=..&uid=..``; ready at ``[:chsk/handshake ...]``; answers
-  ``:chsk/ws-ping`` with ``[:chsk/ws-pong]``; publishes ``[:bench/pub data]``;
+  ``:chsk/ws-ping`` with ``[:chsk/ws-pong]``; publishes ``[:bench/pub data]`` (:mod:`sente.bench.app`);
+* ``sente-rig``: the same, against the reference test app (``sente.testapp`` or real Sente's rig): one session
+  cookie and CSRF token from its ``/csrf-token`` (:class:`Auth`) sent by every client; publishes
+  ``[:test/broadcast-all data]``, which the app pushes to every connected uid;
 * ``socketio``: Engine.IO v4 over a raw WebSocket: ``0{...}`` (open) -> sends ``40`` -> ready at ``40{...}``;
   answers ``2`` with ``3``; publishes ``42["pub",data]``;
 * ``picows``: ready at ``H``; publishes ``P<data>``.
@@ -26,17 +29,35 @@ import asyncio
 import contextlib
 import os
 import re
+import ssl as ssl_module
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from ssl import SSLContext
 from typing import Any
 
 import picows
 
+from ..edn import Keyword
+from ..packers import get_packer
 from .metrics import raise_nofile
 
 TEXT = picows.WSMsgType.TEXT
+BINARY = picows.WSMsgType.BINARY
 CLOSE = picows.WSMsgType.CLOSE
+
+
+def insecure_context(insecure: bool | None) -> SSLContext | None:
+    """For ``wss://`` with ``--insecure``: TLS without certificate checks (a self-signed test server)."""
+    if not insecure:
+        return None
+    context = ssl_module.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl_module.CERT_NONE
+    return context
 
 
 def bucket(us: int) -> int:
@@ -66,20 +87,48 @@ def event_text(phase: int, pad_to: int) -> str:
     return head + "x" * max(0, pad_to - len(head))
 
 
-def publish_frame(dialect: str) -> Callable[[str], str]:
+def publish_frame(dialect: str, packer_name: str = "edn") -> Callable[[str], Frame]:
     """How the publisher wraps one event's data for ``dialect``."""
-    if dialect == "sente":
-        from sente.edn import Keyword
-        from sente.packers import EdnPacker
-
-        packer, pub = EdnPacker(), Keyword("bench/pub")
-        return lambda data: str(packer.pack_envelope([pub, data], None))
+    if dialect in ("sente", "sente-rig"):
+        packer = get_packer(packer_name)
+        pub = Keyword("bench/pub" if dialect == "sente" else "test/broadcast-all")
+        return lambda data: sente_frame(packer.pack_envelope([pub, data], None))
     if dialect == "socketio":
-        return lambda data: '42["pub","' + data + '"]'
-    return lambda data: "P" + data
+        return lambda data: (TEXT, ('42["pub","' + data + '"]').encode())
+    return lambda data: (TEXT, ("P" + data).encode())
 
 
-_SENTE_PONG = b'[[:chsk/ws-pong] nil]'
+
+@dataclass(frozen=True)
+class Auth:
+    """What a Sente server's CSRF check and session want: the token and the ``Cookie`` header value."""
+
+    csrf_token: str
+    cookie: str | None
+
+
+def fetch_auth(chsk_url: str, token_path: str = "/csrf-token", timeout: float = 10.0) -> Auth:
+    """One session and CSRF token from the reference app's token route next to ``chsk_url`` (ws:// or wss://)."""
+    parts = urllib.parse.urlsplit(chsk_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    url = urllib.parse.urlunsplit((scheme, parts.netloc, token_path, "", ""))
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        token = r.read().decode().strip()
+        cookie = r.headers.get("Set-Cookie")
+    return Auth(token, cookie.split(";")[0] if cookie else None)
+
+
+Frame = tuple[picows.WSMsgType, bytes]
+"""A WebSocket message to send: text for a text packer (edn, transit), binary for a binary one."""
+
+
+def sente_frame(wire: str | bytes) -> Frame:
+    return (TEXT, wire.encode()) if isinstance(wire, str) else (BINARY, bytes(wire))
+
+
+def ws_pong(packer: str) -> Frame:
+    """``[:chsk/ws-pong]`` as a Sente client sends it with ``packer``."""
+    return sente_frame(get_packer(packer).pack_envelope([Keyword("chsk/ws-pong")], None))
 
 
 class Stats:
@@ -104,8 +153,9 @@ class Stats:
 class Client(picows.WSListener):
     """One benchmark client (also the publisher, with ``stats=None``: it only keeps its connection alive)."""
 
-    def __init__(self, dialect: str, stats: Stats | None) -> None:
+    def __init__(self, dialect: str, stats: Stats | None, pong: Frame = (TEXT, b"")) -> None:
         self.dialect = dialect
+        self.pong = pong
         self.stats = stats
         self.count = 0
         self.phase = 0
@@ -124,7 +174,7 @@ class Client(picows.WSListener):
             self.ready.set_exception(ConnectionError("closed before the handshake"))
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
-        if frame.msg_type != TEXT:
+        if frame.msg_type not in (TEXT, BINARY):
             if frame.msg_type == CLOSE:
                 transport.send_close(frame.get_close_code())
                 transport.disconnect()
@@ -151,9 +201,9 @@ class Client(picows.WSListener):
         self._control(transport, data)
 
     def _control(self, transport: picows.WSTransport, data: bytes) -> None:
-        if self.dialect == "sente":
+        if self.dialect in ("sente", "sente-rig"):
             if b"chsk/ws-ping" in data:
-                transport.send(TEXT, _SENTE_PONG)
+                transport.send(*self.pong)
             elif not self.ready.done() and b"chsk/handshake" in data:
                 self.ready.set_result(None)
         elif self.dialect == "socketio":
@@ -168,17 +218,22 @@ class Client(picows.WSListener):
             self.ready.set_result(None)
 
 
-def client_url(base: str, dialect: str, name: str) -> str:
-    if dialect != "sente":
+def client_url(base: str, dialect: str, name: str, auth: Auth | None = None) -> str:
+    if dialect not in ("sente", "sente-rig"):
         return base
-    return f"{base}?client-id={name}&uid={name}"
+    query = {"client-id": name, "uid": name, **({"csrf-token": auth.csrf_token} if auth else {})}
+    return f"{base}{'&' if '?' in base else '?'}{urllib.parse.urlencode(query)}"
 
 
-async def connect(base: str, dialect: str, name: str, stats: Stats | None, timeout: float) -> Client:
+async def connect(base: str, dialect: str, name: str, stats: Stats | None, timeout: float,
+                  auth: Auth | None = None, packer: str = "edn", ssl: SSLContext | None = None) -> Client:
     """One client, connected and past its protocol handshake."""
-    url = client_url(base, dialect, name)
+    url = client_url(base, dialect, name, auth)
+    headers = [("Cookie", auth.cookie)] if auth and auth.cookie else None
+    pong = ws_pong(packer) if dialect.startswith("sente") else (TEXT, b"")
     _tr, client = await asyncio.wait_for(
-        picows.ws_connect(lambda: Client(dialect, stats), url, websocket_handshake_timeout=timeout), timeout)
+        picows.ws_connect(lambda: Client(dialect, stats, pong), url, websocket_handshake_timeout=timeout,
+                          extra_headers=headers, ssl_context=ssl), timeout)
     assert isinstance(client, Client)
     await asyncio.wait_for(client.ready, timeout)
     return client
@@ -206,7 +261,8 @@ class Worker:
             async with sem:
                 try:
                     self.clients.append(await connect(
-                        spec["url"], spec["dialect"], f"w{spec['index']}c{i}", self.stats, spec["timeout"]))
+                        spec["url"], spec["dialect"], f"w{spec['index']}c{i}", self.stats, spec["timeout"],
+                        spec.get("auth"), spec.get("packer", "edn"), insecure_context(spec.get("insecure"))))
                 except Exception as e:
                     if len(errors) < 5:
                         errors.append(f"{type(e).__name__}: {e}")

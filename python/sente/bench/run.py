@@ -1,6 +1,8 @@
-"""``python -m bench.fanout`` / ``sente bench``: broadcast fan-out to N WebSocket clients, for several servers.
+"""``sente bench``: broadcast fan-out to N WebSocket clients, for several servers side by side, or any running one.
 
-For each peer (a server started as a pinned subprocess, see :mod:`bench.fanout.servers`):
+For each peer (a server started as a pinned subprocess, see :mod:`sente.bench.servers`), or for the server at
+``--url`` (any Sente server running the reference test app: ``sente serve sente.testapp:app`` or real Sente's rig;
+server CPU and memory are then not measured):
 
 1. connect: the load generator (``--client-procs`` processes on ``--client-cpus``) opens N clients and waits for
    every protocol handshake; records connections/s and the server's RSS per idle connection (RSS after N idle
@@ -33,11 +35,30 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .loadgen import TEXT, Client, connect, event_text, percentile, publish_frame, worker_main
+from .loadgen import (
+    Auth,
+    Client,
+    connect,
+    event_text,
+    fetch_auth,
+    insecure_context,
+    percentile,
+    publish_frame,
+    worker_main,
+)
 from .metrics import Sample, parse_cpus, raise_nofile
-from .servers import ROOT, RunningServer, peer
+from .servers import PEERS, Peer, RunningServer, checkout, peer
 
-DEFAULT_PEERS = "picows,socketio,csente,csente-30ms"
+DEFAULT_PEERS = "picows,socketio,csente,csente-30ms,csente-uids,csente-send,csente-ref"
+DESCRIPTION = """\
+Broadcast fan-out to N WebSocket clients: csente side by side with other servers it starts (--peers), or the
+Sente server already running at --url. For each: connect N clients (connections/s, server RSS per idle
+connection), a burst of events (deliveries/s, latency p50/p99/p999, lost, server CPU per delivery), then a fixed
+offered rate. Every wait is bounded by --max-seconds. Writes results.jsonl, table.md and chart.png to --out and
+prints the table.
+"""
+QUICK = {"clients": 200, "events": 10, "rate": 20_000.0, "duration": 2.0, "drain_s": 3.0, "max_seconds": 110.0}
+"""``--quick``: a side-by-side run that fits in under two minutes on two cores (flags given explicitly win)."""
 
 
 class Deadline(Exception):
@@ -83,47 +104,58 @@ class Bench:
     # ------------------------------------------------------------------ one peer
 
     def run_peer(self, name: str) -> None:
-        args = self.args
         spec = peer(name)
         self.progress(f"{name}: starting the server")
         with RunningServer(spec, self.server_cpus, self.out / f"{name}.log", timeout=min(30.0, self.left())) as srv:
             url = spec.url(srv.port)
-            ctx = multiprocessing.get_context("spawn")
-            procs: list[tuple[Any, Connection]] = []
-            before = srv.tree.sample()
-            shares = [args.clients // args.client_procs + (i < args.clients % args.client_procs)
-                      for i in range(args.client_procs)]
-            try:
-                for i, count in enumerate(shares):
-                    parent, child = ctx.Pipe()
-                    work = {"index": i, "count": count, "url": url, "dialect": spec.dialect,
-                            "concurrency": args.concurrency, "timeout": args.connect_timeout,
-                            "deadline": self.deadline, "cpus": sorted(self.client_cpus or [])}
-                    proc = ctx.Process(target=worker_main, args=(work, child), daemon=True)
-                    proc.start()
-                    child.close()
-                    procs.append((proc, parent))
-                self._connect_phase(name, srv, procs, before)
-                asyncio.run(self._publish_phases(name, spec.dialect, url, srv, procs))
-            finally:
-                for _, conn in procs:
-                    with contextlib.suppress(OSError, ValueError):
-                        conn.send(("stop",))
-                for proc, conn in procs:
-                    proc.join(5)
-                    if proc.is_alive():
-                        proc.kill()
-                        proc.join(5)
-                    conn.close()
+            auth = fetch_auth(url, self.args.token_path) if spec.dialect == "sente-rig" else None
+            self.measure(name, spec.dialect, url, auth, srv)
 
-    def _connect_phase(self, name: str, srv: RunningServer, procs: list[tuple[Any, Connection]],
-                       before: Sample) -> None:
+    def run_url(self, url: str) -> None:
+        """The server at ``url``, started by someone else: the reference test app's session, CSRF and events."""
+        self.progress(f"{url}: fetching a session and CSRF token from {self.args.token_path}")
+        self.measure(url, "sente-rig", url, fetch_auth(url, self.args.token_path), None)
+
+    def measure(self, name: str, dialect: str, url: str, auth: Auth | None, srv: RunningServer | None) -> None:
+        """Connect the clients, then the burst and rate phases; ``srv`` None: no server-side CPU or memory."""
+        args = self.args
+        ctx = multiprocessing.get_context("spawn")
+        procs: list[tuple[Any, Connection]] = []
+        before = srv.tree.sample() if srv else None
+        shares = [args.clients // args.client_procs + (i < args.clients % args.client_procs)
+                  for i in range(args.client_procs)]
+        try:
+            for i, count in enumerate(shares):
+                parent, child = ctx.Pipe()
+                work = {"index": i, "count": count, "url": url, "dialect": dialect, "auth": auth,
+                        "packer": args.packer, "insecure": args.insecure,
+                        "concurrency": args.concurrency, "timeout": args.connect_timeout,
+                        "deadline": self.deadline, "cpus": sorted(self.client_cpus or [])}
+                proc = ctx.Process(target=worker_main, args=(work, child), daemon=True)
+                proc.start()
+                child.close()
+                procs.append((proc, parent))
+            self._connect_phase(name, srv, procs, before)
+            asyncio.run(self._publish_phases(name, dialect, url, auth, srv, procs))
+        finally:
+            for _, conn in procs:
+                with contextlib.suppress(OSError, ValueError):
+                    conn.send(("stop",))
+            for proc, conn in procs:
+                proc.join(5)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(5)
+                conn.close()
+
+    def _connect_phase(self, name: str, srv: RunningServer | None, procs: list[tuple[Any, Connection]],
+                       before: Sample | None) -> None:
         results = []
         for _proc, conn in procs:
             while not conn.poll(0.5):
                 self.left()
                 self.progress(f"{name}: connecting {self.args.clients} clients", every=1.0)
-                if srv.proc.poll() is not None:
+                if srv is not None and srv.proc.poll() is not None:
                     raise RuntimeError(f"{name} server exited while clients connected")
             msg = conn.recv()
             while msg[0] != "connected":
@@ -133,14 +165,16 @@ class Bench:
         failed = sum(m[2] for m in results)
         span = max(m[4] for m in results) - min(m[3] for m in results)
         time.sleep(min(1.0, self.left()))  # let the server settle before measuring idle memory
-        idle = srv.tree.sample()
+        idle = srv.tree.sample() if srv else None
         errors = [e for m in results for e in m[5]]
-        record = {
+        record: dict[str, Any] = {
             "kind": "connect", "peer": name, "n": self.args.clients, "connected": ok, "failed": failed,
-            "seconds": round(span, 3), "conn_per_s": ok / span if span > 0 else None,
-            "rss_before_kb": before.rss_kb, "rss_idle_kb": idle.rss_kb, "server_processes": idle.processes,
-            "rss_kb_per_conn": (idle.rss_kb - before.rss_kb) / ok if ok else None, "errors": errors[:5],
+            "seconds": round(span, 3), "conn_per_s": ok / span if span > 0 else None, "errors": errors[:5],
+            "rss_before_kb": None, "rss_idle_kb": None, "server_processes": None, "rss_kb_per_conn": None,
         }
+        if before is not None and idle is not None:
+            record.update(rss_before_kb=before.rss_kb, rss_idle_kb=idle.rss_kb, server_processes=idle.processes,
+                          rss_kb_per_conn=(idle.rss_kb - before.rss_kb) / ok if ok else None)
         self.connected = ok
         self.add(record)
         self.progress(f"{name}: {ok} connected ({failed} failed) in {span:.2f} s; "
@@ -150,7 +184,7 @@ class Bench:
 
     # ------------------------------------------------------------------ burst and rate
 
-    async def _publish_phases(self, name: str, dialect: str, url: str, srv: RunningServer,
+    async def _publish_phases(self, name: str, dialect: str, url: str, auth: Auth | None, srv: RunningServer | None,
                               procs: list[tuple[Any, Connection]]) -> None:
         loop = asyncio.get_running_loop()
         latest: dict[int, tuple[int, int, int]] = {}
@@ -167,8 +201,9 @@ class Bench:
 
         for i, (_, conn) in enumerate(procs):
             loop.add_reader(conn.fileno(), on_message, i, conn)
-        publisher = await connect(url, dialect, "publisher", None, self.args.connect_timeout)
-        wrap = publish_frame(dialect)
+        publisher = await connect(url, dialect, "publisher", None, self.args.connect_timeout, auth, self.args.packer,
+                                  insecure_context(self.args.insecure))
+        wrap = publish_frame(dialect, self.args.packer)
         try:
             for phase, mode in enumerate(self.args.modes.split(","), start=1):
                 self.left()
@@ -179,7 +214,7 @@ class Bench:
             if publisher.transport is not None:
                 publisher.transport.disconnect()
 
-    async def _phase(self, name: str, phase: int, mode: str, publisher: Client, wrap: Any, srv: RunningServer,
+    async def _phase(self, name: str, phase: int, mode: str, publisher: Client, wrap: Any, srv: RunningServer | None,
                      procs: list[tuple[Any, Connection]], latest: dict[int, tuple[int, int, int]],
                      reports: dict[int, asyncio.Future[dict[str, Any]]]) -> None:
         args = self.args
@@ -196,7 +231,7 @@ class Bench:
         await asyncio.sleep(0.3)  # the workers switch phase before the first event
         assert publisher.transport is not None
         transport = publisher.transport
-        cpu0 = srv.tree.sample()
+        cpu0 = srv.tree.sample() if srv else None
         t0_ns = time.monotonic_ns()
         sent = 0
         done = asyncio.Event()
@@ -212,7 +247,7 @@ class Bench:
                         await asyncio.sleep(delay)
                 elif i % 64 == 63:
                     await asyncio.sleep(0)
-                transport.send(TEXT, wrap(event_text(phase, args.payload)).encode())
+                transport.send(*wrap(event_text(phase, args.payload)))
                 sent += 1
                 if time.monotonic() > self.deadline:
                     break
@@ -229,17 +264,17 @@ class Bench:
             if total != last_total:
                 last_total, last_change = total, time.monotonic()
             if done.is_set() and total >= expected:
-                cpu1 = srv.tree.sample()
+                cpu1 = srv.tree.sample() if srv else None
                 break
             if done.is_set() and (time.monotonic() - last_change > args.drain_s
                                   or time.monotonic() - published_at > args.drain_s):
                 break
             if time.monotonic() > self.deadline:
                 break
-            cpu_now = srv.tree.sample().cpu_s - cpu0.cpu_s
+            cpu_now = f", server CPU {srv.tree.sample().cpu_s - cpu0.cpu_s:.2f} s" if srv and cpu0 else ""
             self.progress(f"{name} {mode}: sent {sent}/{events} events, delivered {total:,}/{events * self.connected:,}"
-                          f", server CPU {cpu_now:.2f} s", every=1.0)
-        if cpu1 is None:
+                          f"{cpu_now}", every=1.0)
+        if cpu1 is None and srv is not None:
             cpu1 = srv.tree.sample()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -256,7 +291,7 @@ class Bench:
                 hist[int(k)] = hist.get(int(k), 0) + v
         last_ns = max((r["last_ns"] for r in got), default=0)
         span = (last_ns - t0_ns) / 1e9 if last_ns else None
-        cpu = cpu1.cpu_s - cpu0.cpu_s
+        cpu = cpu1.cpu_s - cpu0.cpu_s if cpu1 and cpu0 else None
         frames = sum(r["frames"] for r in got)
         record = {
             "kind": mode, "peer": name, "n": n, "connected": self.connected, "events": sent,
@@ -268,9 +303,10 @@ class Bench:
             "deliveries_per_s": received / span if span else None,
             "p50_ms": percentile(hist, 0.5), "p99_ms": percentile(hist, 0.99), "p999_ms": percentile(hist, 0.999),
             "max_ms": max(hist) / 1000 if hist else None,
-            "server_cpu_s": round(cpu, 4), "cpu_us_per_delivery": cpu / received * 1e6 if received else None,
+            "server_cpu_s": round(cpu, 4) if cpu is not None else None,
+            "cpu_us_per_delivery": cpu / received * 1e6 if received and cpu is not None else None,
             "events_per_frame": received / frames if frames else None,
-            "peak_rss_mb": cpu1.hwm_kb / 1024, "rss_mb": cpu1.rss_kb / 1024,
+            "peak_rss_mb": cpu1.hwm_kb / 1024 if cpu1 else None, "rss_mb": cpu1.rss_kb / 1024 if cpu1 else None,
             "complete": received >= sent * self.connected,
         }
         self.add(record)
@@ -283,32 +319,60 @@ class Bench:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="sente bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="sente bench", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--peers", default=DEFAULT_PEERS,
-                   help=f"comma-separated: picows, socketio, csente, csente-30ms, csente-w<N> "
-                        f"(default {DEFAULT_PEERS})")
-    p.add_argument("-n", "--clients", type=int, default=1000, help="WebSocket clients (default 1000)")
-    p.add_argument("--modes", default="burst,rate", help="burst, rate or both (default burst,rate)")
-    p.add_argument("--events", type=int, default=20, help="events in the burst (default 20)")
-    p.add_argument("--rate", type=float, default=100_000, help="offered deliveries/s in rate mode (default 100000)")
-    p.add_argument("--duration", type=float, default=5.0, help="seconds of rate mode (default 5)")
-    p.add_argument("--payload", type=int, default=100, help="event data bytes (default 100)")
-    p.add_argument("--client-procs", type=int, default=1, help="load-generator processes (default 1)")
-    p.add_argument("--concurrency", type=int, default=200, help="connections in flight per process (default 200)")
-    p.add_argument("--connect-timeout", type=float, default=20.0, help="per connection+handshake (default 20 s)")
-    p.add_argument("--server-cpus", help="pin servers to these CPUs, e.g. 0 or 0-1")
-    p.add_argument("--client-cpus", help="pin the load generator (and publisher) to these CPUs, e.g. 1")
-    p.add_argument("--drain-s", type=float, default=5.0, help="wait at most this long for deliveries after the "
-                   "last event is sent (default 5 s); what has not arrived by then counts as lost")
-    p.add_argument("--max-seconds", type=float, default=120.0, help="hard bound on the whole run (default 120 s)")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "fanout"), help="output folder")
+    p.add_argument("--url", help="benchmark the Sente server already running at this ws:// or wss:// chsk URL (it must "
+                   "serve the reference test app: sente serve sente.testapp:app, or real Sente's rig); no --peers")
+    p.add_argument("--quick", action="store_true", help="a side-by-side run in under 2 minutes on 2 cores: "
+                   + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in QUICK.items()) + " (flags given win)")
+    p.add_argument("--peers", help=f"comma-separated servers to start and compare: {PEERS} (default "
+                   f"{DEFAULT_PEERS}; picows and socketio only from a source checkout)")
+    p.add_argument("-n", "--clients", type=int, help="WebSocket clients (default 1000)")
+    p.add_argument("--modes", default="burst,rate", help="burst, rate or both (default: %(default)s)")
+    p.add_argument("--events", type=int, help="events in the burst (default 20)")
+    p.add_argument("--rate", type=float, help="offered deliveries/s in rate mode (default 100000)")
+    p.add_argument("--duration", type=float, help="seconds of rate mode (default 5)")
+    p.add_argument("--payload", type=int, default=100, help="event data bytes (default: %(default)s)")
+    p.add_argument("--packer", default="edn", help="the Sente packer the server uses (default: %(default)s)")
+    p.add_argument("--token-path", default="/csrf-token", help="the reference app's session and CSRF token route, "
+                   "for --url and the csente-ref peer (default: %(default)s)")
+    p.add_argument("--insecure", action="store_true", help="wss:// without certificate checks (a self-signed server)")
+    p.add_argument("--client-procs", type=int, default=1, help="load-generator processes (default: %(default)s)")
+    p.add_argument("--concurrency", type=int, default=200, help="connections in flight per load-generator process "
+                   "(default: %(default)s)")
+    p.add_argument("--connect-timeout", type=float, default=20.0, help="seconds per connection and handshake "
+                   "(default: %(default)s)")
+    p.add_argument("--server-cpus", help="pin started servers to these CPUs, e.g. 0 or 0-1 (default: unpinned)")
+    p.add_argument("--client-cpus", help="pin the load generator and publisher to these CPUs, e.g. 1 "
+                   "(default: unpinned)")
+    p.add_argument("--drain-s", type=float, help="wait at most this long for deliveries after the last event is "
+                   "sent (default 5 s); what has not arrived by then counts as lost")
+    p.add_argument("--max-seconds", type=float, help="hard bound on the whole run (default 120 s)")
+    p.add_argument("--out", default="sente-bench", help="output folder: results.jsonl, table.md, chart.png "
+                   "(default: %(default)s)")
     p.add_argument("--report", metavar="JSONL", help="only render the table and chart of a saved results.jsonl")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     args = p.parse_args(argv)
+    defaults = {"clients": 1000, "events": 20, "rate": 100_000.0, "duration": 5.0, "drain_s": 5.0,
+                "max_seconds": 120.0}
+    for key, value in (QUICK if args.quick else defaults).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.url is not None and args.peers is not None:
+        p.error("--url benchmarks one running server; --peers starts servers: give one of them")
+    if args.peers is None:
+        args.peers = default_peers()
     if args.clients < 1 or args.client_procs < 1 or args.events < 1 or args.rate <= 0 or args.duration <= 0:
         p.error("--clients, --client-procs, --events, --rate and --duration must be positive")
     return args
+
+
+def default_peers() -> str:
+    """Every default peer this install can start (picows and socketio only from a source checkout)."""
+    peers = DEFAULT_PEERS.split(",")
+    if checkout() is None:
+        peers = [name for name in peers if name not in ("picows", "socketio")]
+    return ",".join(peers)
 
 
 def plan_seconds(args: argparse.Namespace, peers: list[str]) -> float:
@@ -335,10 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.report)
         print(render(report.read_jsonl(path), path.parent))
         return 0
-    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    peers = [args.url] if args.url else [p.strip() for p in args.peers.split(",") if p.strip()]
     try:
-        for name in peers:
-            peer(name)
+        specs: list[Peer | None] = [None] if args.url else [peer(name) for name in peers]
         bench = Bench(args)
     except ValueError as e:
         print(f"sente bench: {e}", file=sys.stderr)
@@ -352,13 +415,16 @@ def main(argv: list[str] | None = None) -> int:
     if limit < args.clients + 100:
         print(f"sente bench: open-file limit {limit} is too low for {args.clients} clients", file=sys.stderr)
         return 2
-    command = "python -m bench.fanout " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "sente bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     print(f"# {command}\n# {os.cpu_count()} CPUs, server CPUs {args.server_cpus or 'any'}, client CPUs "
           f"{args.client_cpus or 'any'}, nofile {limit}", flush=True)
     status = 0
-    for name in peers:
+    for name, spec in zip(peers, specs, strict=True):
         try:
-            bench.run_peer(name)
+            if spec is None:
+                bench.run_url(name)
+            else:
+                bench.run_peer(name)
         except Deadline as e:
             bench.progress(f"{name}: stopped: {e}")
             bench.add({"kind": "aborted", "peer": name, "reason": str(e)})

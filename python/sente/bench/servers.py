@@ -1,7 +1,7 @@
 """Starting and stopping the peers: each server is a subprocess in its own session, pinned to ``--server-cpus``.
 
 A :class:`Peer` says how to start one server and which dialect the load generator speaks to it
-(:mod:`bench.fanout.loadgen`). :class:`RunningServer` starts it (``os.sched_setaffinity`` in the child before
+(:mod:`sente.bench.loadgen`). :class:`RunningServer` starts it (``os.sched_setaffinity`` in the child before
 exec, so a supervisor's workers inherit the pinning), waits until its port accepts connections and its ready line
 is printed, and on exit terminates the whole process group (SIGTERM, then SIGKILL after a grace period).
 """
@@ -23,8 +23,11 @@ from types import TracebackType
 
 from .metrics import ProcessTree
 
-ROOT = Path(__file__).resolve().parents[2]
-"""The source checkout holding ``bench/`` (put on the servers' PYTHONPATH)."""
+
+def checkout() -> Path | None:
+    """The csente source checkout around this package, if it is one: its ``bench/peers`` has the comparison peers."""
+    root = Path(__file__).resolve().parents[3]
+    return root if (root / "bench" / "peers" / "__init__.py").is_file() else None
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Peer:
     """One server under test."""
 
     name: str
-    dialect: str  # "sente", "socketio" or "picows": what the load generator speaks
+    dialect: str  # "sente", "sente-rig", "socketio" or "picows": what the load generator speaks
     argv: tuple[str, ...]  # without the port; {port} is appended as --port
     ready_text: str  # a line on stdout containing this means started
     path: str = "/"
@@ -45,34 +48,51 @@ class Peer:
 
 
 def has_cluster() -> bool:
-    """Whether this checkout has the multi-process broker (``sente serve APP --workers N``)."""
+    """Whether this install has the multi-process broker (``sente serve APP --workers N``)."""
     return importlib.util.find_spec("sente.cluster.supervisor") is not None
 
 
+PEERS = "csente, csente-30ms, csente-uids, csente-send, csente-ref, csente-w<N>, picows, socketio"
+
+
 def peer(name: str) -> Peer:
-    """The peer called ``name``: picows, socketio, csente, csente-30ms, csente-w<N> (N workers, adaptive flush)."""
+    """The peer called ``name`` (see :data:`PEERS`); picows and socketio need a source checkout's ``bench/peers``."""
     py = sys.executable
-    one = (py, "-m", "bench.peers.sente_app")
-    if name == "picows":
-        return Peer(name, "picows", (py, "-m", "bench.peers.picows_server"), "READY",
-                    notes="raw picows, 1 send/client/msg")
-    if name == "socketio":
-        return Peer(name, "socketio", (py, "-m", "bench.peers.socketio_app"), "READY",
+    one = (py, "-m", "sente.bench.app")
+    serve = (py, "-m", "sente", "serve", "--log-level", "warning")
+    if name in ("picows", "socketio"):
+        root = checkout()
+        if root is None:
+            raise ValueError(f"peer {name!r} lives in bench/peers of a csente source checkout, which an installed "
+                             "package does not have; run it from a checkout, or leave it out of --peers")
+        env = {"PYTHONPATH": str(root)}
+        if name == "picows":
+            return Peer(name, "picows", (py, "-m", "bench.peers.picows_server"), "READY", env=env,
+                        notes="raw picows, 1 send/client/msg")
+        return Peer(name, "socketio", (py, "-m", "bench.peers.socketio_app"), "READY", env=env,
                     path="/socket.io/?EIO=4&transport=websocket", notes="python-socketio on uvicorn")
     if name == "csente":
         return Peer(name, "sente", (*one, "--send-buf-ms-ws", "0"), "READY", path="/chsk",
-                    notes="1 process, adaptive flush (send_buf_ms_ws=0)")
+                    notes="1 process, broadcast(event), adaptive flush (send_buf_ms_ws=0)")
     if name == "csente-30ms":
         return Peer(name, "sente", (*one, "--send-buf-ms-ws", "30"), "READY", path="/chsk",
-                    notes="1 process, Sente's default 30 ms window")
+                    notes="1 process, broadcast(event), Sente's default 30 ms window")
+    if name in ("csente-uids", "csente-send"):
+        how = "broadcast(event, connected_uids.any)" if name == "csente-uids" else "send(uid, event) per uid"
+        return Peer(name, "sente", (*one, "--send-buf-ms-ws", "0", "--push", name[7:]), "READY", path="/chsk",
+                    notes=f"1 process, {how}, adaptive flush")
+    if name == "csente-ref":
+        return Peer(name, "sente-rig", (*serve, "sente.testapp:app", "--workers", "0"), "sente: serving",
+                    path="/chsk", notes="1 process, the reference app: [:test/broadcast-all x] pushes to "
+                    "connected_uids.any (a uid list), Sente's default 30 ms window")
     if name.startswith("csente-w") and name[8:].isdigit():
         n = int(name[8:])
         if not has_cluster():
-            raise ValueError(f"{name}: this checkout has no sente.cluster (sente serve --workers); run csente instead")
-        serve = (py, "-m", "sente", "serve", "bench.peers.sente_app:app", "--log-level", "warning")
-        return Peer(name, "sente", (*serve, "--send-buf-ms-ws", "0", "--workers", str(n)), "sente: serving",
-                    path="/chsk", workers=n, notes=f"{n} workers (shared-memory backplane), adaptive flush")
-    raise ValueError(f"unknown peer {name!r} (picows, socketio, csente, csente-30ms, csente-w<N>)")
+            raise ValueError(f"{name}: this install has no sente.cluster (sente serve --workers); run csente instead")
+        return Peer(name, "sente", (*serve, "sente.bench.app:app", "--send-buf-ms-ws", "0", "--workers", str(n)),
+                    "sente: serving", path="/chsk", workers=n,
+                    notes=f"{n} workers (shared-memory backplane), adaptive flush")
+    raise ValueError(f"unknown peer {name!r} ({PEERS})")
 
 
 def free_port() -> int:
@@ -89,8 +109,9 @@ class RunningServer:
         self.port = free_port()
         self.lines: list[str] = []
         self._ready = threading.Event()
-        env = {**os.environ, **spec.env}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+        env = {**os.environ}
+        for key, value in spec.env.items():
+            env[key] = os.pathsep.join(filter(None, [value, env.get(key, "")])) if key == "PYTHONPATH" else value
         self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop)
 
         def pin() -> None:
@@ -98,7 +119,7 @@ class RunningServer:
                 os.sched_setaffinity(0, cpus)
 
         self.proc = subprocess.Popen(
-            [*spec.argv, "--port", str(self.port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            [*spec.argv, "--port", str(self.port)], env=env, stdout=subprocess.PIPE,
             stderr=self._log, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=pin,
         )
         self.tree = ProcessTree(self.proc.pid)

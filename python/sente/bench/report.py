@@ -1,7 +1,7 @@
 """The fan-out benchmark's output: JSON lines (one record per peer and phase), a markdown table, ratios and a PNG.
 
-Records are plain dicts (see :func:`bench.fanout.__main__.run_peer`): ``kind`` is ``connect`` (connection rate,
-idle RSS) or ``burst``/``rate`` (deliveries/s, latency percentiles, lost, server CPU). ``python -m bench.fanout
+Records are plain dicts (see :meth:`sente.bench.run.Bench.measure`): ``kind`` is ``connect`` (connection rate,
+idle RSS) or ``burst``/``rate`` (deliveries/s, latency percentiles, lost, server CPU). ``sente bench
 --report results.jsonl`` re-renders the table and chart from a saved file.
 """
 
@@ -63,10 +63,30 @@ def ratios(records: Sequence[dict[str, Any]]) -> str:
         for other in rows:
             if other["kind"] == r["kind"] and other["peer"] != r["peer"] and not other["peer"].startswith("csente"):
                 times = other["cpu_us_per_delivery"] / r["cpu_us_per_delivery"]
-                parts.append(f"{times:.1f}× less than {other['peer']}")
+                parts.append(f"{times:.1f}× less than {other['peer']}" if times >= 1
+                             else f"{1 / times:.1f}× more than {other['peer']}")
         if parts:
             out.append(f"* {r['peer']} {r['kind']}: server CPU per delivery " + ", ".join(parts))
+    out += _against_broadcast_all(rows)
     return "\n".join(out)
+
+
+UID_PUSH_PEERS = ("csente-uids", "csente-send", "csente-ref")
+"""Peers whose events reach clients through a uid list or per-uid sends, the way Sente apps push."""
+
+
+def _against_broadcast_all(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Per-uid pushes against ``broadcast(event)`` (peer ``csente``) in the same mode: CPU per delivery and p99."""
+    base = {r["kind"]: r for r in rows if r["peer"] == "csente"}
+    out = []
+    for r in rows:
+        b = base.get(r["kind"])
+        if r["peer"] in UID_PUSH_PEERS and b is not None:
+            cpu = r["cpu_us_per_delivery"] / b["cpu_us_per_delivery"]
+            p99 = f", p99 {r['p99_ms'] / b['p99_ms']:.2f}×" if r.get("p99_ms") and b.get("p99_ms") else ""
+            out.append(f"* {r['peer']} {r['kind']} against csente's broadcast(event): {cpu:.2f}× the CPU per "
+                       f"delivery{p99}")
+    return out
 
 
 def chart(records: Sequence[dict[str, Any]], path: Path) -> bool:

@@ -1,4 +1,4 @@
-"""``python -m bench.fanout.redis_nodes``: cross-node broadcast through Redis, 2 nodes against 1.
+"""``python -m bench.redis_nodes``: cross-node broadcast through Redis, 2 nodes against 1.
 
 Starts a ``redis-server`` on a free port, then for each layout ``sente serve tests.sente.cluster.redis_app:app
 --workers W --redis-url URL`` once (1 node) or twice (2 nodes), opens N WebSocket clients spread evenly over the
@@ -24,7 +24,7 @@ import aiohttp
 
 from sente import edn
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 APP = "tests.sente.cluster.redis_app:app"
 LOG_LEVEL = "warning"
 
@@ -112,7 +112,7 @@ async def run_layout(url: str, nodes: int, workers: int, clients: int, events: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.fanout.redis_nodes", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench.redis_nodes", description=__doc__)
     p.add_argument("-n", "--clients", type=int, default=200)
     p.add_argument("--events", type=int, default=50)
     p.add_argument("--workers", type=int, default=1, help="workers per node (default 1)")
