@@ -1189,6 +1189,13 @@ cdef class SharedState:
         with the insert lock left held)."""
         self._crash_after = step
 
+    def worker_pid(self, int worker_index):
+        """The pid attached as worker ``worker_index`` (0: none since its reclaim)."""
+        self._check()
+        if not 0 <= worker_index < self._workers:
+            raise ValueError(f"worker_index {worker_index} out of range")
+        return cs_ld_acq(self._pidp(worker_index))
+
     def stats(self, int worker_index):
         """Counters of worker ``worker_index``'s inbox (sums over its lanes) and of what it published."""
         self._check()

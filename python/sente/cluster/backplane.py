@@ -54,9 +54,10 @@ Record kinds (a record carries an already-packed batch; nothing is re-encoded):
 Backpressure: a record that finds the other worker's inbox lane full waits in this worker's *outbox* (one queue
 per destination, in order: nothing for that worker overtakes it) and is retried every :data:`RETRY_S` until
 the consumer has made room. Only past :attr:`ShmBackplane.max_outbox_bytes` of waiting records (true
-overload, or a worker that stopped reading), or for a keyed record too large for an inbox (handoffs split
-themselves first, claims and closes are small), is a record dropped: counted in that worker's ``dropped``
-(``sente_ring_drops_total``) and logged once per interval with a count, not once per record.
+overload, or a worker that stopped reading), for a keyed record too large for an inbox (handoffs split
+themselves first, claims and closes are small), or when the destination worker exits with records waiting for
+it (they were for its connections; its replacement must not get them), is a record dropped: counted in that
+worker's ``dropped`` (``sente_ring_drops_total``) and logged once per interval with a count, not once per record.
 """
 
 from __future__ import annotations
@@ -234,6 +235,7 @@ class ShmBackplane:
         self._parts: dict[int, list[bytes]] = {}  # KIND_PART records received so far, by producer
         self._outbox: dict[int, deque[tuple[int, bytes, bytes]]] = {}  # records waiting for room, by destination
         self._outbox_bytes = 0
+        self._outbox_pid: dict[int, int] = {}  # the destination's pid when its records began to wait
         self._retry: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ presence
@@ -357,6 +359,7 @@ class ShmBackplane:
             if self.state.publish(dest, kind, key, payload, count_drop=False):
                 return
             box = self._outbox[dest] = deque()
+            self._outbox_pid[dest] = self.state.worker_pid(dest)
         if self._outbox_bytes + len(payload) > self.max_outbox_bytes:
             self._drop(dest, 1, f"worker {dest}'s inbox is full and {self._outbox_bytes} bytes wait for it already")
             return
@@ -378,6 +381,10 @@ class ShmBackplane:
         """Offer the waiting records again, oldest first, per destination."""
         self._retry = None
         for dest, box in list(self._outbox.items()):
+            if self.state.worker_pid(dest) != self._outbox_pid[dest]:  # it died: its connections went with it
+                self._drop(dest, len(box), f"worker {dest} exited with them waiting")
+                self._outbox_bytes -= sum(len(payload) for _, _, payload in box)
+                box.clear()
             while box:
                 kind, key, payload = box[0]
                 if not self.state.publish(dest, kind, key, payload, count_drop=False):

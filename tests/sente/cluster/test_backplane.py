@@ -407,3 +407,24 @@ def test_a_record_larger_than_an_inbox_takes_goes_in_pieces_in_order_behind_what
     finally:
         for s in states:
             s.close()
+
+
+def test_records_waiting_for_a_worker_that_exits_are_dropped_not_handed_to_its_replacement(segment: str) -> None:
+    async def main(a: ShmBackplane, b: ShmBackplane) -> None:
+        b.join("bob", "ws")
+        for n in range(40):  # more than the lane holds: the rest waits for worker 1
+            a.publish_to("ws", ["bob"], f"[[[:t/p {n} \"{'x' * 4000}\"]] nil]")
+        waiting = a.waiting
+        assert waiting > 0
+        a.state.reclaim_worker(1, force=True)  # worker 1 died; the supervisor took its inbox back
+        a._offer()
+        assert a.waiting == 0
+        assert a.state.stats(1)["dropped"] == waiting
+        assert b.state.drain(256) == []  # nothing of it reached the (discarded) inbox after the reclaim
+
+    bps, _, states = backplanes(segment)
+    try:
+        asyncio.run(main(*bps))
+    finally:
+        for s in states:
+            s.close()

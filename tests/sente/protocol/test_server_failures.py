@@ -16,11 +16,11 @@ import pytest
 
 from csente.types import Keyword
 from sente import server as sente_server
-from sente.metrics import counters
 from sente.packers import EdnPacker, TransitPacker
 from sente.protocol import server as protocol_server
 from sente.protocol.config import ServerConfig
 from sente.protocol.server import Send, ServerCore
+from sente.protocol.stats import counters
 from sente.server import ChannelSocketServer
 from tests.sente.protocol.test_server import open_ws, sends
 
