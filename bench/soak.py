@@ -134,7 +134,7 @@ async def soak(port: int, pids: dict[str, int], args: argparse.Namespace) -> dic
         while not stop.is_set():
             n += 1
             try:
-                _, writer = await upgrade(port, f"c{n % 5000}")
+                _, writer = await upgrade(port, f"c{n % args.churn_uids}")
                 if n % 2:
                     writer.write(bytes((0x88, 0x82)) + bytes(4) + (1000).to_bytes(2, "big"))  # close 1000 (zero mask)
                     writer.close()
@@ -178,6 +178,7 @@ async def soak(port: int, pids: dict[str, int], args: argparse.Namespace) -> dic
 
     return {
         "config": {"seconds": args.seconds, "clients": args.clients, "churn_per_s": args.churn,
+                   "churn_uids": args.churn_uids,
                    "interval_s": args.interval, "workers": args.workers},
         "pushes_sent": sent, "deliveries_expected": sent * args.clients,
         "missing": missing, "duplicates": dupes, "out_of_order_clients": unordered,
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=200, help="stable WebSocket clients (default 200)")
     parser.add_argument("--churn", type=float, default=50.0, help="connections per second (default 50)")
+    parser.add_argument("--churn-uids", type=int, default=5000, help="distinct uids the churn cycles through")
     parser.add_argument("--interval", type=float, default=0.01, help="seconds between pushes (default 0.01)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", help="write the JSON report here (default: stdout)")
