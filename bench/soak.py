@@ -10,9 +10,9 @@ second that upgrade, read their handshake and leave (half with a close frame, ha
 the RSS and open fds of each worker (and the supervisor) are sampled.
 
 The report: how many pushes each stable client missed, got twice or out of order (all must be 0), connects made,
-and the RSS and fd series with their first, median and last values and last/first ratios (the baseline is the
-same run's first sample, after the stable clients connected): a leak shows as a ratio that keeps growing with the
-run's length.
+and the RSS (also without its shared-memory part: ``private_mb``) and fd series with their first, median and last
+values and last/first ratios (the baseline is the same run's first sample, after the stable clients connected): a
+leak shows as a ratio that keeps growing with the run's length.
 """
 
 from __future__ import annotations
@@ -105,14 +105,16 @@ class Stable:
             writer.close()
 
 
-def sample(pid: int) -> tuple[float, int]:
-    """(RSS in MB, open fds) of a process; (0, 0) if it is gone."""
+def sample(pid: int) -> tuple[float, float, int]:
+    """(RSS, of which shared memory, in MB; open fds) of a process; zeros if it is gone. The shared part grows as
+    the workers touch more of the broker's segment (a uid registry slot per distinct uid): bounded, not a leak."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-        rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
-        return rss, len(os.listdir(f"/proc/{pid}/fd"))
+        rss, shm = (int(re.search(rf"{k}:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+                    for k in ("VmRSS", "RssShmem"))
+        return rss, shm, len(os.listdir(f"/proc/{pid}/fd"))
     except (OSError, AttributeError):
-        return 0.0, 0
+        return 0.0, 0.0, 0
 
 
 async def soak(port: int, pids: dict[str, int], args: argparse.Namespace) -> dict[str, Any]:
@@ -124,7 +126,7 @@ async def soak(port: int, pids: dict[str, int], args: argparse.Namespace) -> dic
         tasks.append(asyncio.get_running_loop().create_task(s.run(port, ready, stop)))
         await asyncio.wait_for(ready.wait(), IO_TIMEOUT)
     _, pub = await upgrade(port, "publisher")
-    series: dict[str, list[tuple[float, float, int]]] = {name: [] for name in pids}
+    series: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in pids}
     churned = Counter[str]()
     sent = 0
     started = time.monotonic()
@@ -149,8 +151,8 @@ async def soak(port: int, pids: dict[str, int], args: argparse.Namespace) -> dic
         while not stop.is_set():
             t = time.monotonic() - started
             for name, pid in pids.items():
-                rss, fds = sample(pid)
-                series[name].append((round(t, 1), round(rss, 2), fds))
+                rss, shm, fds = sample(pid)
+                series[name].append((round(t, 1), round(rss, 2), round(shm, 2), fds))
             await asyncio.sleep(1.0)
 
     helpers = [asyncio.get_running_loop().create_task(c()) for c in (churn, sampler)]
@@ -170,11 +172,13 @@ async def soak(port: int, pids: dict[str, int], args: argparse.Namespace) -> dic
     dupes = sum(sum(c - 1 for c in Counter(s.got).values() if c > 1) for s in stables)
     unordered = sum(s.got != sorted(s.got) for s in stables)
 
-    def summary(points: list[tuple[float, float, int]]) -> dict[str, Any]:
-        rss, fds = [p[1] for p in points], [p[2] for p in points]
-        return {"rss_mb": {"first": rss[0], "median": statistics.median(rss), "last": rss[-1],
-                           "ratio": round(rss[-1] / rss[0], 3) if rss[0] else None},
-                "fds": {"first": fds[0], "median": statistics.median(fds), "last": fds[-1]}}
+    def summary(points: list[tuple[float, float, float, int]]) -> dict[str, Any]:
+        def stats(values: list[float]) -> dict[str, Any]:
+            return {"first": values[0], "median": statistics.median(values), "last": values[-1],
+                    "ratio": round(values[-1] / values[0], 3) if values[0] else None}
+
+        return {"rss_mb": stats([p[1] for p in points]), "private_mb": stats([p[1] - p[2] for p in points]),
+                "fds": stats([p[3] for p in points])}
 
     return {
         "config": {"seconds": args.seconds, "clients": args.clients, "churn_per_s": args.churn,
