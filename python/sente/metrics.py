@@ -253,8 +253,8 @@ HELP = {
     "flush_latency_seconds": "From the first push of a batch to its write (the send-buffer window plus loop delay).",
     "reply_latency_seconds": "From an event with a callback arriving to the application's reply going out.",
     "rejections": "Refused requests by reason (csrf, origin, unauthorized, no_client_id, reject_fn, size; request "
-                  "heads: header_size, header_count, header_timeout, bad_request; flood: a client over its share; "
-                  "protocol: a WebSocket failed for a frame RFC 6455 forbids).",
+                  "heads: header_size, header_count, header_timeout, body_timeout, bad_request; flood: a client "
+                  "over its share; protocol: a WebSocket failed for a frame RFC 6455 forbids).",
     "decode_errors": "Unreadable messages from clients (dropped frames, Ajax POSTs answered 500).",
     "slow_consumer_closes": "WebSockets closed for holding more than max_outbound_bytes unsent.",
     "dropped_events": "Event messages dropped because the receive buffer was full.",

@@ -71,8 +71,10 @@ def uvicorn_config(
     options = app.server.config
     ws_protocol: Any = make_ws_protocol_class(lambda: app.server, max_message_size=options.max_ws_message_bytes)
     head_timeout = options.head_timeout_ms / 1000 if options.head_timeout_ms is not None else None
+    body_timeout = options.body_timeout_ms / 1000 if options.body_timeout_ms is not None else None
     http_protocol = make_http_protocol_class(
-        HeadLimits(options.max_head_bytes, options.max_header_count, head_timeout, _head_refused)
+        HeadLimits(options.max_head_bytes, options.max_header_count, head_timeout, _head_refused,
+                   body_timeout=body_timeout)
     )
     if app.server.host_sessions:
         ws_protocol = "auto"

@@ -71,6 +71,8 @@ class ServerConfig:
     head_timeout_ms: int | None = 10_000
     """Time to send a complete request head, from connect (or a later request's first byte): else 408 and closed.
     Covers silent connections and ones that never upgrade nor poll; None turns it off."""
+    body_timeout_ms: int | None = 30_000
+    """Time to send a request body once its head is complete: else 408 and closed (a slow POST); None turns it off."""
     max_queued_events_per_client: int = 100
     """Fairness: event messages one connection (or Ajax client) may have waiting in the receive buffer. At the cap
     its WebSocket is no longer read until the handlers catch up (TCP backpressure) and an Ajax POST is answered 429;
@@ -85,7 +87,7 @@ class ServerConfig:
             raise ValueError("send buffer windows must be >= 0 ms (0: flush as soon as the event loop is free)")
         if self.max_head_bytes < 64 or self.max_header_count < 1 or self.max_queued_events_per_client < 1:
             raise ValueError("max_head_bytes must be >= 64, max_header_count and max_queued_events_per_client >= 1")
-        if self.head_timeout_ms is not None and self.head_timeout_ms <= 0:
-            raise ValueError("head_timeout_ms must be positive, or None to disable it")
+        if any(t is not None and t <= 0 for t in (self.head_timeout_ms, self.body_timeout_ms)):
+            raise ValueError("head_timeout_ms and body_timeout_ms must be positive, or None to disable them")
         if self.ws_kalive_ms is not None and self.ws_kalive_ms <= 0:
             raise ValueError("ws_kalive_ms must be positive, or None to disable the server keep-alive")

@@ -21,7 +21,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 """Events per packed batch."""
 REASONS = ("csrf", "origin", "unauthorized", "no_client_id", "reject_fn", "size", "header_size", "header_count",
-           "header_timeout", "bad_request", "flood", "protocol")
+           "header_timeout", "body_timeout", "bad_request", "flood", "protocol")
 
 
 class Histogram:

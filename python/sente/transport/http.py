@@ -14,6 +14,8 @@ check covers both transports:
   of a later request on a keep-alive connection) is answered ``408 Request Timeout`` and closed: a silent
   connection, a slow-loris trickle, a half-sent upgrade. Idle keep-alive connections between requests are
   uvicorn's ``timeout_keep_alive``; an upgraded WebSocket is Sente's keep-alive's (``ws_kalive_ms``).
+* **body time**: a request body not complete ``body_timeout`` seconds after its head is answered ``408`` and
+  closed (just closed if the app already started its response): a slow-loris POST.
 
 A refused connection is closed the way nginx does it ("lingering close"): the response is written, the write side
 shut down, and what the client still sends is read and discarded for up to ``LINGER_S`` seconds before the socket
@@ -44,21 +46,23 @@ _REFUSALS = {
     "header_size": (431, b"Request Header Fields Too Large"),
     "header_count": (431, b"Request Header Fields Too Large"),
     "header_timeout": (408, b"Request Timeout"),
+    "body_timeout": (408, b"Request Timeout"),
 }
 
 
 class HeadLimits:
     """The limits of :func:`make_http_protocol_class` and where refusals are reported."""
 
-    __slots__ = ("head_timeout", "max_head_bytes", "max_header_count", "on_refused")
+    __slots__ = ("body_timeout", "head_timeout", "max_head_bytes", "max_header_count", "on_refused")
 
     def __init__(self, max_head_bytes: int, max_header_count: int, head_timeout: float | None,
-                 on_refused: Callable[[str], None] | None = None) -> None:
+                 on_refused: Callable[[str], None] | None = None, *, body_timeout: float | None = None) -> None:
         if max_head_bytes < 64 or max_header_count < 1:
             raise ValueError("max_head_bytes must be at least 64 and max_header_count at least 1")
         self.max_head_bytes = max_head_bytes
         self.max_header_count = max_header_count
         self.head_timeout = head_timeout
+        self.body_timeout = body_timeout
         self.on_refused = on_refused
 
 
@@ -74,6 +78,7 @@ class _LimitedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True
+        self._in_body = False
         self._head_bytes = 0
         self._header_count = 0
         self._head_timer: asyncio.TimerHandle | None = None
@@ -158,8 +163,14 @@ class _LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._cancel_head_timer()
         super().on_headers_complete()
+        timeout = self._limits.body_timeout
+        if timeout is not None:  # cancelled by on_message_complete, at once for a request without a body
+            self._in_body = True
+            self._head_timer = self.loop.call_later(timeout, self._body_timed_out)
 
     def on_message_complete(self) -> None:
+        self._in_body = False
+        self._cancel_head_timer()
         super().on_message_complete()
         self._in_head = True
         self._head_bytes = 0  # the timer starts with the next request's first byte (on_message_begin)
@@ -180,6 +191,17 @@ class _LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self._in_head and not self.transport.is_closing():
             self._refuse("header_timeout")
+
+    def _body_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._in_body or self.transport.is_closing():
+            return
+        if self.cycle is not None and self.cycle.response_started:  # too late for a 408
+            self.transport.close()
+            if self._limits.on_refused is not None:
+                self._limits.on_refused("body_timeout")
+        else:
+            self._refuse("body_timeout")
 
     def _refuse(self, reason: str) -> None:
         self._cancel_head_timer()

@@ -185,3 +185,27 @@ def test_a_request_line_with_an_unparsable_target_gets_400_like_any_bad_request(
         assert rejections("bad_request") - before == 3
 
     run(test)
+
+
+def test_a_body_not_sent_within_body_timeout_ms_gets_408_and_polls_and_upgrades_are_not_timed() -> None:
+    async def test() -> None:
+        before = rejections("body_timeout")
+        async with healthy_stream(body_timeout_ms=300, lp_timeout_ms=1_000) as (peer, _):
+            started = time.monotonic()
+            post = (b"POST /chsk?client-id=s HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                    b"Content-Length: 100\r\n\r\nppstr=")  # 94 bytes never come
+            assert await raw_exchange(peer, post) == 408
+            assert 0.25 < time.monotonic() - started < 3.0
+            # a held long-poll (no body) and an open WebSocket outlive the body timeout
+            hs = "/chsk?client-id=p&uid=p&csrf-token=test-csrf-token"
+            status, _ = await peer.ajax_get("p", "p", handshake=True)
+            assert status == 200
+            status, _, body = await peer.http("GET", hs)
+            assert status == 200 and b"chsk/timeout" in body
+            ws = await peer.ws("w")
+            await asyncio.sleep(0.5)
+            assert peer.server.send("w", ["test/still", "open"], flush=True)
+            assert "test/still" in await ws.recv()
+        assert rejections("body_timeout") - before == 1
+
+    run(test)
