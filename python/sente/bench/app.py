@@ -17,6 +17,7 @@ from typing import Any
 
 from ..app import SenteApp
 from ..edn import Keyword
+from ..packers import PACKER_NAMES
 from ..protocol.server import EventMsg
 from ..serve import run
 from ..server import ChannelSocketServer
@@ -53,11 +54,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8097)
     parser.add_argument("--send-buf-ms-ws", type=int, default=0, help="0: adaptive flush; Sente's default is 30")
+    parser.add_argument("--packer", choices=PACKER_NAMES, default="edn", help="wire format (default: %(default)s)")
     parser.add_argument("--push", choices=PUSHES, default="all", help="how an event reaches every client: "
                         "broadcast(event), broadcast(event, connected_uids.any), or send(uid, event) per uid")
     args = parser.parse_args()
     print(f"READY csente {args.host}:{args.port}", flush=True)  # the runner still waits for the port to accept
-    run(app(push=args.push, send_buf_ms_ws=args.send_buf_ms_ws), args.host, args.port, log_level="warning")
+    run(app(args.packer, push=args.push, send_buf_ms_ws=args.send_buf_ms_ws), args.host, args.port,
+        log_level="warning")
 
 
 if __name__ == "__main__":

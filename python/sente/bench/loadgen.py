@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import os
 import re
 import ssl as ssl_module
@@ -153,8 +154,9 @@ class Stats:
 class Client(picows.WSListener):
     """One benchmark client (also the publisher, with ``stats=None``: it only keeps its connection alive)."""
 
-    def __init__(self, dialect: str, stats: Stats | None, pong: Frame = (TEXT, b"")) -> None:
+    def __init__(self, dialect: str, stats: Stats | None, pong: Frame = (TEXT, b""), gzipped: bool = False) -> None:
         self.dialect = dialect
+        self.gzipped = gzipped
         self.pong = pong
         self.stats = stats
         self.count = 0
@@ -180,6 +182,8 @@ class Client(picows.WSListener):
                 transport.disconnect()
             return
         data = frame.get_payload_as_bytes()
+        if self.gzipped and data:  # Sente's gzip wrapper: 0x00 + the inner bytes, or 0x01 + a gzip member
+            data = gzip.decompress(data[1:]) if data[0] == 1 else data[1:]
         stats = self.stats
         if stats is not None and self.ready.done():
             found = stats.pattern.findall(data)
@@ -231,8 +235,9 @@ async def connect(base: str, dialect: str, name: str, stats: Stats | None, timeo
     url = client_url(base, dialect, name, auth)
     headers = [("Cookie", auth.cookie)] if auth and auth.cookie else None
     pong = ws_pong(packer) if dialect.startswith("sente") else (TEXT, b"")
+    gzipped = packer.endswith("+gzip")
     _tr, client = await asyncio.wait_for(
-        picows.ws_connect(lambda: Client(dialect, stats, pong), url, websocket_handshake_timeout=timeout,
+        picows.ws_connect(lambda: Client(dialect, stats, pong, gzipped), url, websocket_handshake_timeout=timeout,
                           extra_headers=headers, ssl_context=ssl), timeout)
     assert isinstance(client, Client)
     await asyncio.wait_for(client.ready, timeout)

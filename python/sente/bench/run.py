@@ -34,6 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ..packers import PACKER_NAMES
 from . import report
 from .loadgen import (
     Auth,
@@ -104,7 +105,7 @@ class Bench:
     # ------------------------------------------------------------------ one peer
 
     def run_peer(self, name: str) -> None:
-        spec = peer(name)
+        spec = peer(name, self.args.packer)
         self.progress(f"{name}: starting the server")
         with RunningServer(spec, self.server_cpus, self.out / f"{name}.log", timeout=min(30.0, self.left())) as srv:
             url = spec.url(srv.port)
@@ -333,7 +334,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, help="offered deliveries/s in rate mode (default 100000)")
     p.add_argument("--duration", type=float, help="seconds of rate mode (default 5)")
     p.add_argument("--payload", type=int, default=100, help="event data bytes (default: %(default)s)")
-    p.add_argument("--packer", default="edn", help="the Sente packer the server uses (default: %(default)s)")
+    p.add_argument("--packer", choices=PACKER_NAMES, default="edn", help="the Sente packer: the started csente "
+                   "servers use it, a --url server must (default: %(default)s)")
     p.add_argument("--token-path", default="/csrf-token", help="the reference app's session and CSRF token route, "
                    "for --url and the csente-ref peer (default: %(default)s)")
     p.add_argument("--insecure", action="store_true", help="wss:// without certificate checks (a self-signed server)")
@@ -401,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     peers = [args.url] if args.url else [p.strip() for p in args.peers.split(",") if p.strip()]
     try:
-        specs: list[Peer | None] = [None] if args.url else [peer(name) for name in peers]
+        specs: list[Peer | None] = [None] if args.url else [peer(name, args.packer) for name in peers]
         bench = Bench(args)
     except ValueError as e:
         print(f"sente bench: {e}", file=sys.stderr)

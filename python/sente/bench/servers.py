@@ -55,11 +55,12 @@ def has_cluster() -> bool:
 PEERS = "csente, csente-30ms, csente-uids, csente-send, csente-ref, csente-w<N>, picows, socketio"
 
 
-def peer(name: str) -> Peer:
-    """The peer called ``name`` (see :data:`PEERS`); picows and socketio need a source checkout's ``bench/peers``."""
+def peer(name: str, packer: str = "edn") -> Peer:
+    """The peer called ``name`` (see :data:`PEERS`), its csente servers on ``packer``; picows and socketio need a
+    source checkout's ``bench/peers``."""
     py = sys.executable
-    one = (py, "-m", "sente.bench.app")
-    serve = (py, "-m", "sente", "serve", "--log-level", "warning")
+    one = (py, "-m", "sente.bench.app", "--packer", packer)
+    serve = (py, "-m", "sente", "serve", "--log-level", "warning", "--packer", packer)
     if name in ("picows", "socketio"):
         root = checkout()
         if root is None:

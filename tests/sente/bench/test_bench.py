@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from sente.bench.loadgen import bucket, percentile
 from sente.bench.servers import free_port
 
@@ -97,3 +99,16 @@ def test_per_uid_push_peers_deliver_everything_and_are_compared_with_broadcast_a
     assert all(r["lost"] == 0 and r["deliveries"] == 50 for r in bursts.values()), bursts
     for peer in ("csente-uids", "csente-send"):
         assert f"* {peer} burst against csente's broadcast(event): " in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("packer", ["msgpack", "edn+gzip"])
+def test_binary_and_gzip_packers_are_benchmarked_end_to_end(packer: str, tmp_path: Path) -> None:
+    """The started server speaks --packer, and the clients read its binary (and gzipped) batches: 0 lost."""
+    cmd = [sys.executable, "-m", "sente", "bench", "--peers", "csente", "--packer", packer, "-n", "10",
+           "--events", "20", "--payload", "300", "--modes", "burst", "--drain-s", "2", "--max-seconds", "30",
+           "--quiet", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
+    (burst,) = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()
+                if '"burst"' in line]
+    assert burst["lost"] == 0 and burst["deliveries"] == 200, burst
