@@ -19,7 +19,7 @@ from typing import Any
 
 from csente.types import Keyword
 
-from .packers import PACKER_NAMES, EdnPacker, Packer, TransitPacker
+from .packers import PACKER_NAMES, EdnPacker, MsgpackPacker, Packer, TransitPacker
 from .protocol.config import ServerConfig
 
 # ServerConfig's numeric options become flags: lp_timeout_ms -> --lp-timeout-ms
@@ -51,9 +51,13 @@ def _sample_messages() -> list[tuple[str, Any, Any]]:
     ]
 
 
+def _shown(wire: str | bytes) -> str:
+    return wire if isinstance(wire, str) else wire.hex(" ")
+
+
 def roundtrip(out: Any = sys.stdout) -> int:
-    """Print each sample envelope in edn and transit and check it unpacks to the same payload."""
-    packers: list[Packer] = [EdnPacker(), TransitPacker()]
+    """Print each sample envelope in edn, transit and msgpack and check it unpacks to the same payload."""
+    packers: list[Packer] = [EdnPacker(), TransitPacker(), MsgpackPacker()]
     failures = 0
     for label, payload, cb in _sample_messages():
         for packer in packers:
@@ -61,11 +65,11 @@ def roundtrip(out: Any = sys.stdout) -> int:
             back = packer.unpack_envelope(wire)
             ok = back.payload == payload and back.cb_id == cb
             failures += not ok
-            print(f"{label:>13} {packer.name:<7} {'ok ' if ok else 'BAD'} {wire!s}", file=out)
+            print(f"{label:>13} {packer.name:<7} {'ok ' if ok else 'BAD'} {_shown(wire)}", file=out)
     batch_events = [[Keyword("test/pushed"), {Keyword("a"): i}] for i in (1, 2)]
     for packer in packers:
         wire = packer.pack_batch([packer.encode_event(e) for e in batch_events])
-        print(f"{'push batch':>13} {packer.name:<7}     {wire!s}", file=out)
+        print(f"{'push batch':>13} {packer.name:<7}     {_shown(wire)}", file=out)
     return 1 if failures else 0
 
 
@@ -251,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sente", description=DESCRIPTION, formatter_class=_formatter)
     parser.add_argument("--version", action="version", version=f"sente (csente) {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="one of these (sente COMMAND --help)")
-    sub.add_parser("roundtrip", help="show Sente messages in edn and transit, packed and read back",
+    sub.add_parser("roundtrip", help="show Sente messages in edn, transit and msgpack, packed and read back",
                    formatter_class=_formatter)
     serve = sub.add_parser("serve", help="run a Sente app (module:factory) on one port, HTTP and WebSocket",
                            description=SERVE_DESCRIPTION, formatter_class=_formatter)

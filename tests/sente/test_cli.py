@@ -20,7 +20,7 @@ def sente(*argv: str, cwd: Path | None = None, timeout: float = 60) -> subproces
                           cwd=cwd)
 
 
-def test_roundtrip_prints_every_message_in_both_packers_and_succeeds() -> None:
+def test_roundtrip_prints_every_message_in_each_packer_and_succeeds() -> None:
     out = io.StringIO()
     assert roundtrip(out) == 0
     text = out.getvalue()
@@ -28,6 +28,7 @@ def test_roundtrip_prints_every_message_in_both_packers_and_succeeds() -> None:
     assert '[[:chsk/handshake ["alice" nil {:hsdata "x"}]] nil]' in text
     assert '[["~:chsk/handshake",["alice",null,["^ ","~:hsdata","x"]]],null]' in text
     assert "[[[:test/pushed {:a 1}] [:test/pushed {:a 2}]] nil]" in text
+    assert "push batch msgpack     92 92 92 c7 0b 00 74 65 73 74 2f" in text
 
 
 def test_python_dash_m_sente_runs_the_cli() -> None:
