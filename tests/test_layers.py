@@ -23,7 +23,7 @@ PACKAGES = ("sente", "csente")
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # inside out; "pkg.*" names a package and everything in it, any other entry one module
     ("codecs", ("csente", "csente.*", "sente.edn", "sente.transit", "sente.packers", "sente.keys", "sente.msgpack")),
-    ("protocol", ("sente.protocol", "sente.protocol.*", "sente.ratelog")),
+    ("protocol", ("sente.protocol", "sente.protocol.*")),
     ("transport", ("sente.transport", "sente.transport.*", "sente.sessions", "sente.loop_timer", "sente.handlers",
                    "sente.config", "sente.logs")),
     ("endpoints", ("sente.server", "sente.client", "sente.client.*", "sente.app", "sente.metrics", "sente.jsclient",
