@@ -8,14 +8,9 @@ a reader (huge numbers, deep nesting, bad escapes, tags), odd header names, valu
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 from urllib.parse import quote, urlencode
-
-OPEN_DEFECTS = os.environ.get("CSENTE_FUZZ_ALL", "") not in ("", "0")
-"""Also send what hits issue 13's items 1 and 3, fixed on another branch (lone UTF-16 surrogates; uids and
-client-ids over the broker's 110-byte registry key): off until those fixes are merged, then on by default."""
 
 EVENTS = (
     '[[:test/echo 1] "cb1"]',
@@ -38,7 +33,8 @@ TOKENS = (
     '#inst "9999-99-99"', '#uuid "nope"', "#foo/bar 1", '"\\u00e9\\u4e2d"', '"\\uZZZZ"', '"\\x"', "\\newline",
     "\\u00", "é", "中", "\x00", "\x7f", "\u2028", " ", ",", "\t", "[" * 50, "]" * 50, '"' + "x" * 5000 + '"',
     "{:a 1 :a 2}", "#{1 1}", ":chsk/handshake", ":chsk/close", "[:chsk/uidport-open 1]",
-) + (('"\\ud800"', '"a\\udfff"') if OPEN_DEFECTS else ())  # EDN escapes of lone surrogates
+    '"\\ud800"', '"a\\udfff"',  # EDN escapes of lone UTF-16 surrogates
+)
 
 
 def mutate_text(rng: random.Random, text: str) -> str:
@@ -127,7 +123,7 @@ def ws_frames(rng: random.Random) -> list[bytes]:
     return out
 
 
-LONG = 2000 if OPEN_DEFECTS else 60  # bytes: over 110, a uid or client-id hits issue 13 item 3
+LONG = 2000  # characters: uids and client-ids far over the broker's registry key
 
 
 def client_id(rng: random.Random) -> str:
