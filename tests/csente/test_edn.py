@@ -415,6 +415,6 @@ def test_deep_and_circular_structures_do_not_crash() -> None:
 
 def test_a_sente_event_round_trips() -> None:
     value = loads(EVENT)
-    assert dumps(loads(dumps(value))) == dumps(value)
+    assert loads(dumps(loads(dumps(value)))) == value  # not the text: a set prints in its (hash) iteration order
     assert same(loads(dumps(value)), value)
     assert same(loads(dumps(value).encode()), value)

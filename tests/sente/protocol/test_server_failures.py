@@ -28,11 +28,12 @@ K = Keyword
 
 
 class PoisonPacker(EdnPacker):
-    """A custom packer that cannot pack a batch holding the string "poison"."""
+    """A custom packer that breaks on a batch holding the string "poison" (a bug, not a refused value: those are
+    TypeError/ValueError, counted as pack_errors)."""
 
     def pack_batch(self, encoded_events: Sequence[Any]) -> str:
         if any("poison" in e for e in encoded_events):
-            raise ValueError("cannot pack poison")
+            raise RuntimeError("cannot pack poison")
         return super().pack_batch(encoded_events)
 
 
@@ -58,6 +59,30 @@ def test_a_batch_the_packer_cannot_pack_is_skipped_and_the_flush_goes_on(caplog:
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "packer raised" in r.getMessage()]
     assert len(warnings) == 1  # rate-limited: one line for the three
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+class RefusingPacker(EdnPacker):
+    """A packer that refuses a value at batch time, as transit does for a value it cannot write."""
+
+    def pack_batch(self, encoded_events: Sequence[Any]) -> str:
+        if any("refused" in e for e in encoded_events):
+            raise TypeError("cannot write refused")
+        return super().pack_batch(encoded_events)
+
+
+def test_a_batch_holding_a_refused_value_is_dropped_and_counted_per_event(caplog: pytest.LogCaptureFixture) -> None:
+    core = ServerCore(RefusingPacker(), ServerConfig())
+    open_ws(core, "A", uid="alice", client_id="a")
+    open_ws(core, "B", uid="bob", client_id="b")
+    before = counters().pack_errors
+    core.send("alice", [K("t/x"), "refused"], 0)
+    core.send("alice", [K("t/x"), "also"], 0)
+    core.send("bob", [K("t/x"), 1], 0)
+    core.flush(0)
+    assert sends(core.take_actions()) == [(("B",), "[[[:t/x 1]] nil]")]
+    assert counters().pack_errors - before == 2  # the batch held two events
+    assert any("cannot write" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 @pytest.mark.parametrize("packer", [EdnPacker(), TransitPacker("json"), TransitPacker("msgpack")])
