@@ -21,7 +21,8 @@ DIRECTIVES = {
 }
 JOBS = os.cpu_count() or 1
 
-extra_compile_args = ["-O3"] if os.name != "nt" else []
+# CSENTE_OPT=0 builds without optimisation, much faster: for smoke tests of the packaging, never for speed.
+extra_compile_args = [f"-O{os.environ.get('CSENTE_OPT', '3')}"] if os.name != "nt" else []
 
 # CSENTE_ONLY=edn,types builds a subset (handy while iterating on one module).
 only = [m for m in os.environ.get("CSENTE_ONLY", "").split(",") if m]
