@@ -162,13 +162,19 @@ class Peer:
         self.calls.append(("handoff", uid, client_id, batches, final))
 
 
-def backplanes(segment: str) -> tuple[list[ShmBackplane], list[Peer], list[Any]]:
+@contextlib.contextmanager
+def backplanes(segment: str) -> Iterator[tuple[list[ShmBackplane], list[Peer], list[Any]]]:
+    """Two workers' backplanes on ``segment``, bound to recording peers; their states closed at the end."""
     states = [shm.SharedState.attach(segment, i) for i in range(2)]
-    bps = [ShmBackplane(s) for s in states]
-    peers = [Peer(), Peer()]
-    for bp, peer in zip(bps, peers, strict=True):
-        bp.bind(peer)
-    return bps, peers, states
+    try:
+        bps = [ShmBackplane(s) for s in states]
+        peers = [Peer(), Peer()]
+        for bp, peer in zip(bps, peers, strict=True):
+            bp.bind(peer)
+        yield bps, peers, states
+    finally:
+        for s in states:
+            s.close()
 
 
 def deliver(bp: ShmBackplane, left: list[Any] | None = None) -> None:
@@ -178,8 +184,7 @@ def deliver(bp: ShmBackplane, left: list[Any] | None = None) -> None:
 
 
 def test_ajax_clients_are_known_cluster_wide_and_hidden_from_connected_uids(segment: str) -> None:
-    bps, _, states = backplanes(segment)
-    try:
+    with backplanes(segment) as (bps, _, _):
         a, b = bps
         long_uid = "u" * 200  # longer than the registry's keys: the client key is a digest
         for uid in ("bob", long_uid):
@@ -191,14 +196,10 @@ def test_ajax_clients_are_known_cluster_wide_and_hidden_from_connected_uids(segm
         assert b.remote("bob", "ajax") and not a.remote("bob", "ajax")  # registered, never polled: pushes go there
         a.client_leave("bob", "c1")
         assert not b.client_known("bob", "c1")
-    finally:
-        for s in states:
-            s.close()
 
 
 def test_a_claim_reaches_the_holder_and_its_handoff_comes_back_to_the_claimant(segment: str) -> None:
-    bps, peers, states = backplanes(segment)
-    try:
+    with backplanes(segment) as (bps, peers, _):
         a, b = bps
         a.client_join("bob", "c1")
         assert a.claim_poll("bob", "c1") == 0  # nobody else holds it: no record
@@ -213,14 +214,10 @@ def test_a_claim_reaches_the_holder_and_its_handoff_comes_back_to_the_claimant(s
             ("handoff", "bob", "c1", ["[[[:t/p 1]] nil]", "[[[:t/p 2]] nil]"], True),
             ("handoff", "bob", "c1", [b"\x00bin"], False),
         ]
-    finally:
-        for s in states:
-            s.close()
 
 
 def test_a_large_handoff_is_split_and_only_its_last_part_is_final(segment: str) -> None:
-    bps, peers, states = backplanes(segment)
-    try:
+    with backplanes(segment) as (bps, peers, _):
         a, b = bps
         b.client_join("bob", "c1")
         big = ["x" * (a.state.max_payload // 3) for _ in range(5)]
@@ -228,14 +225,10 @@ def test_a_large_handoff_is_split_and_only_its_last_part_is_final(segment: str) 
         deliver(b)
         assert [c[4] for c in peers[1].calls][-1] is True and not any(c[4] for c in peers[1].calls[:-1])
         assert [x for c in peers[1].calls for x in c[3]] == big
-    finally:
-        for s in states:
-            s.close()
 
 
 def test_ajax_text_batches_and_uid_left_records_do_not_share_a_kind(segment: str) -> None:
-    bps, _, states = backplanes(segment)
-    try:
+    with backplanes(segment) as (bps, _, _):
         a, b = bps
         got: list[Any] = []
         b._on_batch = lambda t, uid, data: got.append((t, uid, data))
@@ -247,9 +240,6 @@ def test_ajax_text_batches_and_uid_left_records_do_not_share_a_kind(segment: str
         deliver(b, left)
         assert got == [("ajax", ("bob",), "[[[:t/p 1]] nil]")]
         assert left == ["carol"]  # a reclaimed client key is not a uid
-    finally:
-        for s in states:
-            s.close()
 
 
 def test_chsk_close_sent_on_one_worker_closes_the_uid_on_the_other(segment: str) -> None:
@@ -272,8 +262,7 @@ def test_chsk_close_sent_on_one_worker_closes_the_uid_on_the_other(segment: str)
 
 def test_a_uid_longer_than_a_registry_key_is_listed_by_every_worker_and_reported_when_its_worker_dies(
         segment: str) -> None:
-    bps, _, states = backplanes(segment)
-    try:
+    with backplanes(segment) as (bps, _, _):
         a, b = bps
         long_uid = "ü" * 300
         assert len(uid_key(long_uid)) > a.state.max_key
@@ -290,14 +279,10 @@ def test_a_uid_longer_than_a_registry_key_is_listed_by_every_worker_and_reported
         left: list[Any] = []
         deliver(a, left)
         assert left == [long_uid]
-    finally:
-        for s in states:
-            s.close()
 
 
 def test_the_text_of_a_long_uid_is_kept_only_while_its_worker_holds_it(segment: str) -> None:
-    bps, _, states = backplanes(segment)
-    try:
+    with backplanes(segment) as (bps, _, _):
         a, b = bps
         long_uid = "room/" + "x" * 200
         key = registry_key(long_uid, a.state.max_key)
@@ -308,14 +293,10 @@ def test_the_text_of_a_long_uid_is_kept_only_while_its_worker_holds_it(segment: 
         assert b.leave(long_uid, "ajax") is True
         assert read_long_uid(a.state.path, key, 2) is None
         assert a.uids("any") == frozenset()
-    finally:
-        for s in states:
-            s.close()
 
 
 def test_a_batch_for_many_uids_is_one_record_carrying_the_receivers_share(segment: str) -> None:
-    bps, _, states = backplanes(segment)
-    try:
+    with backplanes(segment) as (bps, _, _):
         a, b = bps
         for i in range(500):
             (b if i % 2 else a).join(f"user{i}", "ws")
@@ -327,9 +308,6 @@ def test_a_batch_for_many_uids_is_one_record_carrying_the_receivers_share(segmen
         transport, uids, data = got[0]
         assert (transport, data) == ("ws", "[[[:t/b 1]] nil]")
         assert sorted(uids) == sorted(f"user{i}" for i in range(1, 500, 2))  # worker 1's share only
-    finally:
-        for s in states:
-            s.close()
 
 
 def test_a_full_inbox_holds_records_back_in_order_instead_of_dropping_them(segment: str) -> None:
@@ -349,12 +327,8 @@ def test_a_full_inbox_holds_records_back_in_order_instead_of_dropping_them(segme
         assert [int(d[len("[[[:t/p"):d.index(" ")]) for d in got] == list(range(200))
         assert a.state.stats(1)["dropped"] == 0
 
-    bps, _, states = backplanes(segment)
-    try:
+    with backplanes(segment) as (bps, _, _):
         asyncio.run(main(*bps))
-    finally:
-        for s in states:
-            s.close()
 
 
 def test_past_the_outbox_cap_records_are_dropped_counted_and_logged_once(
@@ -366,17 +340,13 @@ def test_past_the_outbox_cap_records_are_dropped_counted_and_logged_once(
             a.publish_to("ws", ["bob"], "[[[:t/p \"" + "x" * 4000 + "\"]] nil]")
         a.stop()
 
-    bps, _, states = backplanes(segment)
-    try:
+    with backplanes(segment) as (bps, _, states):
         asyncio.run(main(*bps))
         dropped = bps[0].state.stats(1)["dropped"]
         delivered = len(states[1].drain(1000))
         assert dropped > 0 and dropped + delivered == 300
         lines = [r for r in caplog.records if "dropped" in r.getMessage() and r.name == "sente.cluster"]
         assert len(lines) == 1, [r.getMessage() for r in lines]
-    finally:
-        for s in states:
-            s.close()
 
 
 def test_a_record_larger_than_an_inbox_takes_goes_in_pieces_in_order_behind_what_waits(segment: str) -> None:
@@ -401,12 +371,8 @@ def test_a_record_larger_than_an_inbox_takes_goes_in_pieces_in_order_behind_what
         assert got[41] == (tuple(many), "[[[:t/room 1]] nil]")
         assert len(got) == 42 and a.state.stats(1)["dropped"] == 0
 
-    bps, _, states = backplanes(segment)
-    try:
+    with backplanes(segment) as (bps, _, _):
         asyncio.run(main(*bps))
-    finally:
-        for s in states:
-            s.close()
 
 
 def test_records_waiting_for_a_worker_that_exits_are_dropped_not_handed_to_its_replacement(segment: str) -> None:
@@ -422,9 +388,5 @@ def test_records_waiting_for_a_worker_that_exits_are_dropped_not_handed_to_its_r
         assert a.state.stats(1)["dropped"] == waiting
         assert b.state.drain(256) == []  # nothing of it reached the (discarded) inbox after the reclaim
 
-    bps, _, states = backplanes(segment)
-    try:
+    with backplanes(segment) as (bps, _, _):
         asyncio.run(main(*bps))
-    finally:
-        for s in states:
-            s.close()
