@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from csente.groups import collect, group
+
 from ..packers import Packed, Packer
 from .backplane import Backplane, Recipients
 from .config import ServerConfig
@@ -50,6 +52,7 @@ class PushCore(SansIOCore[Action]):
         super().__init__()
         self._buffers: dict[Transport, _Buffer] = {"ws": _Buffer(), "ajax": _Buffer()}
         self._seq = itertools.count()  # message order in the send buffers
+        self._last: tuple[int, Any] | None = None  # the last push's seq and encoding, while it may share its seq
 
     @abstractmethod
     def is_connected(self, uid: Any) -> bool:
@@ -77,21 +80,48 @@ class PushCore(SansIOCore[Action]):
             self._close_uid(uid)
             self.backplane.publish_close(uid)
             return self.is_connected(uid)
-        targets = [t for t in TRANSPORTS if uid in self._uid_clients[t] or self.backplane.remote(uid, t)]
+        here = False
+        targets: list[Transport] = []
+        for transport in TRANSPORTS:
+            if uid in self._uid_clients[transport]:
+                here = True
+                targets.append(transport)
+            elif self.backplane.remote(uid, transport):
+                targets.append(transport)
         if not targets:
             return False
         encoded = self._encode(event)
         if encoded is _REFUSED:
             return False
-        seq = next(self._seq)
+        seq = self._seq_for(encoded)
         for transport in targets:
-            self._buffers[transport].private.setdefault(uid, []).append((seq, encoded))
-            self._arm(transport, now)
+            buf = self._buffers[transport]
+            entries = buf.private.get(uid)
+            if entries is None:
+                buf.private[uid] = [(seq, encoded)]
+            else:
+                entries.append((seq, encoded))
+            if buf.flush_at is None:
+                self._arm(transport, now)
         if flush:
             self.flush(now)
+        if here:
+            return True
         # what the backplane knows, not what it publishes on a guess (CompositeBackplane.known_remote)
         known = getattr(self.backplane, "known_remote", self.backplane.remote)
-        return any(uid in self._uid_clients[t] or known(uid, t) for t in targets)
+        return any(known(uid, t) for t in targets)
+
+    def _seq_for(self, encoded: Any) -> int:
+        """A push's place in the send order: the previous push's, when that one was the same event encoded
+        the same way (one event sent to many uids in a loop shares one seq, so their batches group and pack
+        once), else the next one. Compared by encoding, not by object: an event changed between two sends goes
+        out as each send saw it."""
+        last = self._last
+        if last is not None and _same_encoding(encoded, last[1]):
+            return last[0]
+        seq = next(self._seq)
+        self._last = (seq, encoded)
+        return seq
 
     def broadcast(self, event: Any, now: float, *, uids: Iterable[Any] | None = None) -> None:
         """Push one event, encoded once, to ``uids`` (default: every uid connected at flush time)."""
@@ -99,8 +129,14 @@ class PushCore(SansIOCore[Action]):
         encoded = self._encode(event)
         if encoded is _REFUSED:
             return
-        targets = None if uids is None else frozenset(NIL_UID if u is None else u for u in uids)
+        if uids is None:
+            targets = None
+        elif type(uids) is frozenset and None not in uids:
+            targets = uids  # immutable, as connected_uids gives it: kept as it is, not copied per event
+        else:
+            targets = frozenset(NIL_UID if u is None else u for u in uids)
         seq = next(self._seq)
+        self._last = None
         for transport in TRANSPORTS:
             self._buffers[transport].broadcast.append((seq, encoded, targets))
             self._arm(transport, now)
@@ -154,35 +190,12 @@ class PushCore(SansIOCore[Action]):
             return
         private, broadcasts = buf.private, buf.broadcast
         self._buffers[transport] = _Buffer(gen=buf.gen + 1)  # the old buffer's timer becomes a no-op
-        by_uid = self._uid_clients[transport]
-        # Group recipients by the exact list of events they get, so each distinct batch is packed once.
-        groups: dict[tuple[int, ...], tuple[list[Any], list[Any]]] = {}
-        for uid, entries in private.items():
-            if uid not in by_uid:
-                continue  # held only in other processes: see _publish
-            events = entries
-            if broadcasts:
-                events = sorted(entries + [(s, e) for s, e, t in broadcasts if t is None or uid in t])
-            key = tuple(s for s, _ in events)
-            groups.setdefault(key, ([e for _, e in events], []))[1].append(uid)
-        if broadcasts:
-            if all(t is None for _, _, t in broadcasts):
-                key = tuple(s for s, _, _ in broadcasts)
-                events_only = [e for _, e, _ in broadcasts]
-                rest = [uid for uid in by_uid if uid not in private]
-                if rest:
-                    groups.setdefault(key, (events_only, []))[1].extend(rest)
-            else:
-                for uid in set().union(*(by_uid.keys() if t is None else t for _, _, t in broadcasts)):
-                    if uid in private or uid not in by_uid:
-                        continue
-                    applicable = [(s, e) for s, e, t in broadcasts if t is None or uid in t]
-                    key = tuple(s for s, _ in applicable)
-                    groups.setdefault(key, ([e for _, e in applicable], []))[1].append(uid)
+        # Recipients grouped by the exact list of events they get, so each distinct batch is packed once (C).
+        groups = group(private, broadcasts, self._uid_clients[transport])
         if groups:  # the first push of this buffer was made one window before its flush_at
             window = self.config.send_buf_ms_ws if transport == "ws" else self.config.send_buf_ms_ajax
             self.stats.flush_latency.observe(max(0.0, now - buf.flush_at + window) / 1000.0)
-        for events, uids in groups.values():
+        for events, uids in groups:
             self.stats.batch_events.observe(len(events))
             data = self._pack_batch(events, len(uids))
             if data is not None:
@@ -250,26 +263,16 @@ class PushCore(SansIOCore[Action]):
 
     def _deliver(self, transport: Transport, uids: list[Any], data: str | bytes, now: float,
                  events: int | None = None) -> None:
-        by_uid = self._uid_clients[transport]
-        live: list[Handle] = []
-        others = 0  # held or answering an Ajax poll
-        for uid in uids:
-            for client in by_uid.get(uid, {}).values():
-                if client.elsewhere is not None:
-                    continue  # its poll is held by another process, which gets this batch too
-                if client.handle is None or client.pending or client.handoffs_due:
-                    self._hold(client, data, now)
-                    others += 1
-                elif transport == "ws":
-                    client.activity = True
-                    live.append(client.handle)
-                else:
-                    self._complete_poll(client, data, now)
-                    others += 1
+        live, others = collect(self._uid_clients[transport], uids, transport == "ws")
+        for client in others:  # held, or answering an Ajax poll
+            if client.handle is None or client.pending or client.handoffs_due:
+                self._hold(client, data, now)
+            else:
+                self._complete_poll(client, data, now)
         if live:
             self._emit(Send(tuple(live), data, push=True))
         if live or others:  # events x connections; a batch from another process is counted here, once
-            self.stats.deliveries += (len(live) + others) * (events or batch_events(self.packer, data))
+            self.stats.deliveries += (len(live) + len(others)) * (events or batch_events(self.packer, data))
 
     def _complete_poll(self, client: _Client, data: str | bytes, now: float) -> None:
         handle = client.handle
@@ -320,3 +323,16 @@ class PushCore(SansIOCore[Action]):
             for client in list(self._uid_clients[transport].get(uid, {}).values()):
                 if client.handle is not None:
                     self._emit(Close(client.handle, 1000))
+
+
+def _same_encoding(a: Any, b: Any) -> bool:
+    """Whether two encoded pushes are bound to go out as the same bytes: equal text or bytes (EDN), or the same
+    objects (transit packs at flush time from the event's own objects); anything else is never merged."""
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is str or kind is bytes:
+        return bool(a == b)
+    return kind is list and len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
