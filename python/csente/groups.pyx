@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False
-"""The push path's loops over uids, once per flush: grouping recipients by the batch they get, and collecting
-the connections a batch goes to (for :mod:`sente.protocol.push`).
+"""The push path's loops in C (for :mod:`sente.protocol.push`): grouping a flush's recipients by the batch they
+get, collecting the connections a batch goes to, and telling that an event sent again is unchanged.
 
 A flush holds per-uid pushes (``private``: uid -> ``[(seq, encoded), ...]``) and broadcasts (``[(seq, encoded,
 targets), ...]``, ``targets`` a frozenset of uids or None for everyone). Every uid must get exactly its own
@@ -11,6 +11,11 @@ runs over every connected uid: here it is C, with one set lookup per uid and dis
 
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
+
+from csente.types cimport Keyword, Symbol
+
+DEF MAX_RECORD = 256  # objects: a bigger event is encoded again on every send rather than walked
+DEF MAX_DEPTH = 16
 
 
 def group(dict private, list broadcasts, dict by_uid):
@@ -157,3 +162,74 @@ def collect(dict by_uid, uids, bint ws):
             else:
                 others.append(client)
     return live, others
+
+
+# ---------------------------------------------------------------------- an event sent again
+
+
+def record(value):
+    """What :func:`unchanged` compares ``value`` with later: every container and leaf in it (held, so no id is
+    reused) and every container's length, in walk order. None when it holds anything whose change could not be
+    seen from outside (a set, an object of the app's own type) or is too big to be worth walking."""
+    cdef list out = []
+    return out if _record(value, out, 0) else None
+
+
+cdef bint _atom(object value):
+    """Immutable leaves: equal objects now, equal encodings later."""
+    t = type(value)
+    return (value is None or t is str or t is int or t is float or t is bool or t is bytes
+            or t is Keyword or t is Symbol)
+
+
+cdef bint _record(object value, list out, int depth) except -1:
+    if len(out) >= MAX_RECORD or depth > MAX_DEPTH:
+        return False
+    out.append(value)
+    if _atom(value):
+        return True
+    t = type(value)
+    if t is list or t is tuple:
+        out.append(len(value))
+        for item in value:
+            if not _record(item, out, depth + 1):
+                return False
+        return True
+    if t is dict:
+        out.append(len(value))
+        for key, item in (<dict>value).items():
+            if not _record(key, out, depth + 1) or not _record(item, out, depth + 1):
+                return False
+        return True
+    return False
+
+
+def unchanged(value, list recorded):
+    """Whether ``value`` is still what :func:`record` saw: the same objects in the same places, so it encodes the
+    same (containers are compared by identity and length, leaves are immutable)."""
+    cdef Py_ssize_t at = 0
+    return _same(value, recorded, &at) and at == len(recorded)
+
+
+cdef bint _same(object value, list recorded, Py_ssize_t* at) except -1:
+    cdef Py_ssize_t i = at[0]
+    if i >= len(recorded) or recorded[i] is not value:
+        return False
+    at[0] = i + 1
+    if _atom(value):
+        return True
+    t = type(value)
+    if t is list or t is tuple or t is dict:
+        if at[0] >= len(recorded) or recorded[at[0]] != len(value):
+            return False
+        at[0] += 1
+        if t is dict:
+            for key, item in (<dict>value).items():
+                if not _same(key, recorded, at) or not _same(item, recorded, at):
+                    return False
+        else:
+            for item in value:
+                if not _same(item, recorded, at):
+                    return False
+        return True
+    return False

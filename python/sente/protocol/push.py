@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from csente.groups import collect, group
+from csente.groups import collect, group, record, unchanged
 
 from ..packers import Packed, Packer
 from .backplane import Backplane, Recipients
@@ -53,6 +53,7 @@ class PushCore(SansIOCore[Action]):
         self._buffers: dict[Transport, _Buffer] = {"ws": _Buffer(), "ajax": _Buffer()}
         self._seq = itertools.count()  # message order in the send buffers
         self._last: tuple[int, Any] | None = None  # the last push's seq and encoding, while it may share its seq
+        self._sent: tuple[Any, list[Any], list[Any], Any] | None = None  # see _again
 
     @abstractmethod
     def is_connected(self, uid: Any) -> bool:
@@ -73,7 +74,8 @@ class PushCore(SansIOCore[Action]):
             raise ValueError("send needs a uid (use sente/all-users-without-uid for clients without one)")
         if uid is ALL_USERS_WITHOUT_UID:
             uid = NIL_UID
-        event = make_event(event)
+        given, again = event, self._again(event)
+        event = again[0] if again is not None else make_event(event)
         if event[0] is CLOSE:
             if flush:
                 self.flush(now)
@@ -90,9 +92,14 @@ class PushCore(SansIOCore[Action]):
                 targets.append(transport)
         if not targets:
             return False
-        encoded = self._encode(event)
-        if encoded is _REFUSED:
-            return False
+        if again is not None:
+            encoded = again[1]
+        else:
+            encoded = self._encode(event)
+            if encoded is _REFUSED:
+                return False
+            recorded = record(given)
+            self._sent = None if recorded is None else (given, recorded, event, encoded)
         seq = self._seq_for(encoded)
         for transport in targets:
             buf = self._buffers[transport]
@@ -110,6 +117,14 @@ class PushCore(SansIOCore[Action]):
         # what the backplane knows, not what it publishes on a guess (CompositeBackplane.known_remote)
         known = getattr(self.backplane, "known_remote", self.backplane.remote)
         return any(known(uid, t) for t in targets)
+
+    def _again(self, event: Any) -> tuple[list[Any], Any] | None:
+        """The checked event and its encoding when ``event`` is the object the last encoded send was given, with
+        the same objects in it (a send loop): a Python walk and an encode per uid saved. None otherwise."""
+        sent = self._sent
+        if sent is not None and event is sent[0] and unchanged(event, sent[1]):
+            return sent[2], sent[3]
+        return None
 
     def _seq_for(self, encoded: Any) -> int:
         """A push's place in the send order: the previous push's, when that one was the same event encoded

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from csente.groups import group
+from csente.groups import group, record, unchanged
 from csente.types import Keyword
 from sente.packers import MsgpackPacker, TransitPacker
 from sente.protocol.backplane import LocalBackplane
@@ -57,6 +57,37 @@ def test_an_equal_event_sent_again_after_another_push_keeps_its_place_in_the_ord
         (("H0",), "[[[:t/a 1] [:t/all 2] [:t/a 1]] nil]"),
         (("H1",), "[[[:t/all 2] [:t/a 1]] nil]"),
     ]
+
+
+def test_an_event_object_sent_again_is_encoded_again_when_anything_in_it_changed():
+    changes = [
+        lambda ev: ev[1][K("xs")].append(3),  # deep in place
+        lambda ev: ev[1][K("xs")].__setitem__(0, 9),  # same length, other item
+        lambda ev: ev[1].__setitem__(K("k"), "v"),  # a key added
+        lambda ev: ev.__setitem__(1, {K("xs"): [1, 2]}),  # an equal value, another object: encoded again, same text
+    ]
+    for change in changes:
+        core = make()
+        alice, bob = many(core, 2)
+        event: list[Any] = [K("t/x"), {K("xs"): [1, 2]}]
+        core.send(alice, event, 0)
+        change(event)
+        core.send(bob, event, 0)
+        core.tick(30)
+        got = {handle: data for handles, data in sends(core.take_actions()) for handle in handles}
+        assert got["H0"] == "[[[:t/x {:xs [1 2]}]] nil]"
+        assert got["H1"] == core.packer.pack_batch([core.packer.encode_event(event)])  # as bob's send saw it
+
+
+def test_record_covers_plain_data_only():
+    assert record([K("t/x"), {K("a"): [1, 2.5, None, True, b"x", "s"]}]) is not None
+    for opaque in ({1, 2}, object(), [K("t/x"), frozenset()], list(range(300))):
+        assert record(opaque) is None
+    value = {"a": [1]}
+    recorded = record(value)
+    assert recorded is not None and unchanged(value, recorded)
+    value["a"].append(2)
+    assert not unchanged(value, recorded)
 
 
 def test_the_same_event_sent_twice_to_one_uid_arrives_twice():
