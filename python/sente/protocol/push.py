@@ -52,7 +52,7 @@ class PushCore(SansIOCore[Action]):
         super().__init__()
         self._buffers: dict[Transport, _Buffer] = {"ws": _Buffer(), "ajax": _Buffer()}
         self._seq = itertools.count()  # message order in the send buffers
-        self._last: tuple[int, Any] | None = None  # the last push's seq and encoding, while it may share its seq
+        self._last: tuple[int, Any] | None = None  # the last push's (seq, encoding) entry, while others may share it
         self._sent: tuple[Any, list[Any], list[Any], Any] | None = None  # see _again
 
     @abstractmethod
@@ -100,14 +100,14 @@ class PushCore(SansIOCore[Action]):
                 return False
             recorded = record(given)
             self._sent = None if recorded is None else (given, recorded, event, encoded)
-        seq = self._seq_for(encoded)
+        entry = self._entry_for(encoded)
         for transport in targets:
             buf = self._buffers[transport]
             entries = buf.private.get(uid)
             if entries is None:
-                buf.private[uid] = [(seq, encoded)]
+                buf.private[uid] = [entry]
             else:
-                entries.append((seq, encoded))
+                entries.append(entry)
             if buf.flush_at is None:
                 self._arm(transport, now)
         if flush:
@@ -126,17 +126,16 @@ class PushCore(SansIOCore[Action]):
             return sent[2], sent[3]
         return None
 
-    def _seq_for(self, encoded: Any) -> int:
-        """A push's place in the send order: the previous push's, when that one was the same event encoded
-        the same way (one event sent to many uids in a loop shares one seq, so their batches group and pack
-        once), else the next one. Compared by encoding, not by object: an event changed between two sends goes
-        out as each send saw it."""
+    def _entry_for(self, encoded: Any) -> tuple[int, Any]:
+        """A push's ``(seq, encoding)`` in the send buffers. The seq is its place in the send order: the previous
+        push's, when that one was the same event encoded the same way (one event sent to many uids in a loop
+        shares one entry, so their batches group and pack once), else the next one. Compared by encoding, not by
+        object: an event changed between two sends goes out as each send saw it."""
         last = self._last
         if last is not None and _same_encoding(encoded, last[1]):
-            return last[0]
-        seq = next(self._seq)
-        self._last = (seq, encoded)
-        return seq
+            return last
+        self._last = last = (next(self._seq), encoded)
+        return last
 
     def broadcast(self, event: Any, now: float, *, uids: Iterable[Any] | None = None) -> None:
         """Push one event, encoded once, to ``uids`` (default: every uid connected at flush time)."""
