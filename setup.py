@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
-MODULES = ["types", "edn", "transit", "msgpack", "shm", "fanout"]
+MODULES = ["types", "edn", "transit", "msgpack", "shm", "fanout", "groups"]
 
 # Checks are globally off only where every index in a module is proven in range; each .pyx states
 # its own boundscheck/wraparound choice in its header, these are just the safe defaults.

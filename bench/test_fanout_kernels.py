@@ -2,9 +2,10 @@
 
 The fan-out benchmark (``sente bench``) measures the server whole, from outside; these isolate its
 pieces so a change to one shows up alone: the packers (encode one event, pack a push batch, wrap the envelope),
-frame building, the core's broadcast + flush (grouping every uid onto one batch) and the server's write loop
-over in-memory transports (one prebuilt frame handed to every connection). Codecs and the shared-memory ring and
-registry have their own suites (bench/test_codecs.py, bench/test_shm.py).
+frame building, the core's broadcast + flush (grouping every uid onto one batch; the same for a uid-list push and
+a send loop) and the server's write loop over in-memory transports (one prebuilt frame handed to every
+connection). Codecs and the shared-memory ring and registry have their own suites (bench/test_codecs.py,
+bench/test_shm.py).
 
 Run: python3 -m pytest bench/test_fanout_kernels.py --benchmark-json=bench/results/fanout_kernels.json
 Per-delivery figures: divide the fan-out cases' medians by ``extra_info["deliveries"]``.
@@ -95,6 +96,40 @@ def test_core_broadcast_flush(benchmark: Any, n: int) -> None:
 
     def run() -> None:
         core.broadcast([F, DATA], 0.0)
+        core.flush(0.0)
+        core.take_actions()
+
+    benchmark(run)
+
+
+@pytest.mark.parametrize("n", CLIENTS)
+def test_core_uid_list_flush(benchmark: Any, n: int) -> None:
+    """One broadcast to the connected uids (a Sente app's uid-list push), flushed: as test_core_broadcast_flush,
+    plus the uid set each push names."""
+    chsk, _ = _server(n)
+    core = chsk.core
+    benchmark.extra_info["deliveries"] = n
+
+    def run() -> None:
+        core.broadcast([F, DATA], 0.0, uids=core.any_uids)
+        core.flush(0.0)
+        core.take_actions()
+
+    benchmark(run)
+
+
+@pytest.mark.parametrize("n", CLIENTS)
+def test_core_send_loop_flush(benchmark: Any, n: int) -> None:
+    """One event sent to every connected uid with a send per uid (Sente's ``(doseq [uid ...] (chsk-send! uid
+    ev))``), flushed."""
+    chsk, _ = _server(n)
+    core = chsk.core
+    benchmark.extra_info["deliveries"] = n
+
+    def run() -> None:
+        event = [F, DATA]
+        for uid in core.any_uids:
+            core.send(uid, event, 0.0)
         core.flush(0.0)
         core.take_actions()
 

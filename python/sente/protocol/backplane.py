@@ -128,11 +128,16 @@ class Backplane(Protocol):
 
 
 class LocalBackplane:
-    """One process is the whole cluster: presence is counted here and nothing is remote."""
+    """One process is the whole cluster: presence is counted here and nothing is remote.
+
+    ``uids`` answers with one frozenset per view, built when first asked after a uid joined or left, so an app
+    pushing to ``connected_uids.any`` on every event does not copy the uids each time.
+    """
 
     def __init__(self) -> None:
         self._counts: dict[Transport, dict[Any, int]] = {"ws": {}, "ajax": {}}
         self._clients: set[tuple[Any, str]] = set()
+        self._views: dict[View, frozenset[Any]] = {}
 
     def connected(self, uid: Any) -> bool:
         return uid in self._counts["ws"] or uid in self._counts["ajax"]
@@ -140,7 +145,10 @@ class LocalBackplane:
     def join(self, uid: Any, transport: Transport) -> bool:
         new = not self.connected(uid)
         table = self._counts[transport]
-        table[uid] = table.get(uid, 0) + 1
+        n = table.get(uid, 0)
+        table[uid] = n + 1
+        if not n:
+            self._changed(transport)
         return new
 
     def leave(self, uid: Any, transport: Transport) -> bool:
@@ -148,14 +156,24 @@ class LocalBackplane:
         n = table.get(uid, 0) - 1
         if n > 0:
             table[uid] = n
-        else:
-            table.pop(uid, None)
+        elif table.pop(uid, None) is not None:
+            self._changed(transport)
         return not self.connected(uid)
 
+    def _changed(self, transport: Transport) -> None:
+        """A uid joined or left ``transport``: its view and "any" are built again when next asked."""
+        self._views.pop(transport, None)
+        self._views.pop("any", None)
+
     def uids(self, view: View) -> frozenset[Any]:
-        if view == "any":
-            return frozenset(self._counts["ws"].keys() | self._counts["ajax"].keys())
-        return frozenset(self._counts[view])
+        uids = self._views.get(view)
+        if uids is None:
+            if view == "any":
+                uids = frozenset(self._counts["ws"].keys() | self._counts["ajax"].keys())
+            else:
+                uids = frozenset(self._counts[view])
+            self._views[view] = uids
+        return uids
 
     def remote(self, uid: Any, transport: Transport) -> bool:
         return False

@@ -4,6 +4,9 @@ The transport layers call ``ws_*``/``ajax_*`` when something happens and ``tick(
 ``next_deadline()`` is reached, then carry out the actions from ``take_actions()``:
 :class:`Send` (write one packed message to WebSocket connections), :class:`Respond` (complete an HTTP
 request), :class:`Close`, and :class:`Dispatch` (an event message for the application).
+This module holds registration, the WebSocket and the Ajax sides; the push path (send buffers, flushes,
+delivery) is :class:`~sente.protocol.push.PushCore`, the core's base class, and the actions live in
+:mod:`sente.protocol.model` (re-exported here).
 
 Times are milliseconds from any monotonic clock the caller chooses. Connection handles are opaque
 hashable tokens chosen by the transport.
@@ -26,21 +29,17 @@ it and hand the ones they hold over, and the claimant delivers those first, wait
 
 from __future__ import annotations
 
-import itertools
-import logging
-from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from csente.types import DecodeError
 
-from ..packers import Packed, Packer
-from .backplane import Backplane, LocalBackplane, Recipients
+from ..packers import Packer
+from .backplane import Backplane, LocalBackplane
 from .config import Response, ServerConfig
 from .events import (
-    ALL_USERS_WITHOUT_UID,
     BAD_EVENT,
-    CLOSE,
     DUMMY_CB_200,
     HANDSHAKE,
     NIL_UID,
@@ -50,101 +49,37 @@ from .events import (
     WS_PING,
     WS_PONG,
     as_event,
-    make_event,
 )
-from .ratelog import RateLimitedLog
+from .model import (
+    AJAX_BINARY_CONTENT_TYPE,
+    AJAX_CONTENT_TYPE,
+    TRANSPORTS,
+    Action,
+    Close,
+    Dispatch,
+    EventMsg,
+    Handle,
+    Respond,
+    Send,
+    Transport,
+    _Client,
+    _client_log,
+    ajax_response,
+    log,
+)
+from .push import PushCore
 from .requests import Request
 from .security import NO_CLIENT_ID, rejection
-from .stats import batch_events, counters
-from .timers import SansIOCore
+from .stats import counters
 
-log = logging.getLogger("sente.server")
-_client_log = RateLimitedLog(log)  # what a client can cause: one line per interval per kind, ids shown with repr
+__all__ = [
+    "AJAX_BINARY_CONTENT_TYPE", "AJAX_CONTENT_TYPE", "HANDOFF_WAIT_MS", "TRANSPORTS", "Action", "Close", "Dispatch",
+    "EventMsg", "Handle", "Respond", "Send", "ServerCore", "Transport", "ajax_response", "log",
+]
 
-Transport = Literal["ws", "ajax"]
-TRANSPORTS: tuple[Transport, ...] = ("ws", "ajax")
-Handle = Hashable
-AJAX_CONTENT_TYPE = (("Content-Type", "text/html; charset=utf-8"),)
-AJAX_BINARY_CONTENT_TYPE = (("Content-Type", "application/octet-stream"),)
+
 HANDOFF_WAIT_MS = 100
 """How long a claimed Ajax poll waits for the other processes' handoffs before delivering what it has."""
-_REFUSED = object()  # what _encode gives for a push the packer cannot write
-
-
-@dataclass(slots=True)
-class EventMsg:
-    """An event from a client (or a system event) for the application's handlers."""
-
-    event: list[Any]
-    uid: Any
-    client_id: str | None
-    request: Request | None
-    transport: Transport | None
-    reply: Callable[[Any], bool] | None = None
-
-    @property
-    def id(self) -> Any:
-        return self.event[0]
-
-    @property
-    def data(self) -> Any:
-        return self.event[1] if len(self.event) > 1 else None
-
-
-@dataclass(slots=True, frozen=True)
-class Send:
-    """Write ``data`` (one packed message: a text frame for str, binary for bytes) to each connection."""
-
-    handles: tuple[Handle, ...]
-    data: str | bytes
-    push: bool = False  # a batch of pushed events (counts as activity, subject to the slow-consumer cap)
-
-
-@dataclass(slots=True, frozen=True)
-class Respond:
-    """Complete the HTTP request ``handle`` with ``response``."""
-
-    handle: Handle
-    response: Response
-
-
-@dataclass(slots=True, frozen=True)
-class Close:
-    """Close the connection (WebSocket close code, or drop the held HTTP request)."""
-
-    handle: Handle
-    code: int = 1000
-
-
-@dataclass(slots=True, frozen=True)
-class Dispatch:
-    """Hand an event message to the application."""
-
-    msg: EventMsg
-
-
-Action = Send | Respond | Close | Dispatch
-
-
-@dataclass(slots=True, eq=False)
-class _Client:
-    """One ``[transport uid client-id]`` registration and its current channel, if any."""
-
-    transport: Transport
-    uid: Any
-    client_id: str
-    request: Request
-    handle: Handle | None = None
-    conn: int = 0  # bumped for every new channel; stale timers and closes carry an older value
-    polled: bool = False  # ajax: has long-polled at least once (only then does it count as connected)
-    activity: bool = False  # ws: a frame arrived or a push went out since the last keep-alive check
-    pinged: bool = False  # ws: the last keep-alive check sent a ping
-    pending: list[str | bytes] = field(default_factory=list)  # packed batches waiting for a live channel
-    pending_gen: int = 0
-    elsewhere: Any = None  # ajax: the process holding this client's current poll (then nothing is held here)
-    handoffs_due: int = 0  # ajax: handoffs still awaited after a claim (delivery waits for them)
-    handoff_at: int = 0  # ajax: where in ``pending`` handed-off batches go (before those that came after the claim)
-    handoff_gen: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -155,22 +90,7 @@ class _Post:
     done: bool = False
 
 
-@dataclass(slots=True)
-class _Buffer:
-    """Pushes waiting for one transport's flush: per-uid events and broadcasts, in send order."""
-
-    private: dict[Any, list[tuple[int, Any]]] = field(default_factory=dict)
-    broadcast: list[tuple[int, Any, frozenset[Any] | None]] = field(default_factory=list)
-    flush_at: float | None = None
-    gen: int = 0  # identifies this buffer to its flush timer
-
-
-def ajax_response(body: str | bytes, status: int = 200) -> Response:
-    """An Ajax answer holding one packed message: text as http-kit sends a string, bytes (binary packers) raw."""
-    return Response(status, body, AJAX_CONTENT_TYPE if isinstance(body, str) else AJAX_BINARY_CONTENT_TYPE)
-
-
-class ServerCore(SansIOCore[Action]):
+class ServerCore(PushCore):
     """All protocol state of one server process, driven by plain method calls (timers: flushes, keep-alive,
     grace periods, timeouts)."""
 
@@ -180,13 +100,11 @@ class ServerCore(SansIOCore[Action]):
         self.backplane: Backplane = backplane if backplane is not None else LocalBackplane()
         self.on_output: Callable[[], None] | None = None
         """Called when actions are queued outside a core call (a reply from the application)."""
-        super().__init__()
+        super().__init__()  # the push path's buffers
         self._clients: dict[tuple[Transport, Any, str], _Client] = {}
         self._uid_clients: dict[Transport, dict[Any, dict[str, _Client]]] = {"ws": {}, "ajax": {}}
         self._handles: dict[Handle, tuple[_Client, int]] = {}
         self._posts: dict[Handle, _Post] = {}
-        self._buffers: dict[Transport, _Buffer] = {"ws": _Buffer(), "ajax": _Buffer()}
-        self._seq = itertools.count()  # message order in the send buffers
         self.stats = counters()
         self.backplane.bind(self)
 
@@ -570,270 +488,6 @@ class ServerCore(SansIOCore[Action]):
             client, conn = entry
             if client.conn == conn and client.handle == handle:
                 self._detach(client, now)
-
-    # ------------------------------------------------------------------ pushes
-
-    def send(self, uid: Any, event: Any, now: float, *, flush: bool = False) -> bool:
-        """Buffer a push to every connection of ``uid``; True when the uid has a connection known to take it.
-
-        Connections in other processes count: the flushed batch goes to them through the backplane, which may
-        take it even for a uid it does not know yet (one that just connected on another node): that push goes
-        out, but is not counted here.
-        """
-        if uid is None:
-            raise ValueError("send needs a uid (use sente/all-users-without-uid for clients without one)")
-        if uid is ALL_USERS_WITHOUT_UID:
-            uid = NIL_UID
-        event = make_event(event)
-        if event[0] is CLOSE:
-            if flush:
-                self.flush(now)
-            self._close_uid(uid)
-            self.backplane.publish_close(uid)
-            return self.is_connected(uid)
-        targets = [t for t in TRANSPORTS if uid in self._uid_clients[t] or self.backplane.remote(uid, t)]
-        if not targets:
-            return False
-        encoded = self._encode(event)
-        if encoded is _REFUSED:
-            return False
-        seq = next(self._seq)
-        for transport in targets:
-            self._buffers[transport].private.setdefault(uid, []).append((seq, encoded))
-            self._arm(transport, now)
-        if flush:
-            self.flush(now)
-        # what the backplane knows, not what it publishes on a guess (CompositeBackplane.known_remote)
-        known = getattr(self.backplane, "known_remote", self.backplane.remote)
-        return any(uid in self._uid_clients[t] or known(uid, t) for t in targets)
-
-    def broadcast(self, event: Any, now: float, *, uids: Iterable[Any] | None = None) -> None:
-        """Push one event, encoded once, to ``uids`` (default: every uid connected at flush time)."""
-        event = make_event(event)
-        encoded = self._encode(event)
-        if encoded is _REFUSED:
-            return
-        targets = None if uids is None else frozenset(NIL_UID if u is None else u for u in uids)
-        seq = next(self._seq)
-        for transport in TRANSPORTS:
-            self._buffers[transport].broadcast.append((seq, encoded, targets))
-            self._arm(transport, now)
-
-    def _encode(self, event: Any) -> Any:
-        """The packer's encoding of a push, or _REFUSED: a value the packer cannot write is dropped and
-        counted (``pack_errors``), as Sente drops a push batch it cannot pack; nothing half-written goes out."""
-        try:
-            return self.packer.encode_event(event)
-        except (TypeError, ValueError) as e:
-            self._refused(1, e)
-            return _REFUSED
-
-    def _pack_batch(self, events: list[Any], recipients: int) -> Packed | None:
-        """One batch packed, or None: the packer refused a value in it (transit packs at batch time) or raised
-        otherwise (a custom packer); that batch is skipped and counted, the flush goes on."""
-        try:
-            return self.packer.pack_batch(events)
-        except (TypeError, ValueError) as e:
-            self._refused(len(events), e)
-        except Exception as e:
-            self.stats.send_errors += 1
-            _client_log.warning("pack", "skipped a batch of %d events for %d uids: the packer raised %r",
-                                len(events), recipients, e, exc_info=e)
-        return None
-
-    def _refused(self, events: int, error: Exception) -> None:
-        self.stats.pack_errors += events
-        _client_log.warning("refused", "dropped %d pushed event(s) the %s packer cannot write: %s", events,
-                            self.packer.name, error)
-
-    def _arm(self, transport: Transport, now: float) -> None:
-        buf = self._buffers[transport]
-        if buf.flush_at is None:
-            window = self.config.send_buf_ms_ws if transport == "ws" else self.config.send_buf_ms_ajax
-            buf.flush_at = now + window
-            self._timers.schedule(buf.flush_at, "flush", transport, buf.gen)
-
-    def _on_flush(self, transport: Transport, gen: int, now: float) -> None:
-        if self._buffers[transport].gen == gen:
-            self._flush(transport, now)
-
-    def flush(self, now: float) -> None:
-        """Flush both transports' buffers now (``flush=True`` pushes)."""
-        self._flush("ws", now)
-        self._flush("ajax", now)
-
-    def _flush(self, transport: Transport, now: float) -> None:
-        buf = self._buffers[transport]
-        if buf.flush_at is None:
-            return
-        private, broadcasts = buf.private, buf.broadcast
-        self._buffers[transport] = _Buffer(gen=buf.gen + 1)  # the old buffer's timer becomes a no-op
-        by_uid = self._uid_clients[transport]
-        # Group recipients by the exact list of events they get, so each distinct batch is packed once.
-        groups: dict[tuple[int, ...], tuple[list[Any], list[Any]]] = {}
-        for uid, entries in private.items():
-            if uid not in by_uid:
-                continue  # held only in other processes: see _publish
-            events = entries
-            if broadcasts:
-                events = sorted(entries + [(s, e) for s, e, t in broadcasts if t is None or uid in t])
-            key = tuple(s for s, _ in events)
-            groups.setdefault(key, ([e for _, e in events], []))[1].append(uid)
-        if broadcasts:
-            if all(t is None for _, _, t in broadcasts):
-                key = tuple(s for s, _, _ in broadcasts)
-                events_only = [e for _, e, _ in broadcasts]
-                rest = [uid for uid in by_uid if uid not in private]
-                if rest:
-                    groups.setdefault(key, (events_only, []))[1].extend(rest)
-            else:
-                for uid in set().union(*(by_uid.keys() if t is None else t for _, _, t in broadcasts)):
-                    if uid in private or uid not in by_uid:
-                        continue
-                    applicable = [(s, e) for s, e, t in broadcasts if t is None or uid in t]
-                    key = tuple(s for s, _ in applicable)
-                    groups.setdefault(key, ([e for _, e in applicable], []))[1].append(uid)
-        if groups:  # the first push of this buffer was made one window before its flush_at
-            window = self.config.send_buf_ms_ws if transport == "ws" else self.config.send_buf_ms_ajax
-            self.stats.flush_latency.observe(max(0.0, now - buf.flush_at + window) / 1000.0)
-        for events, uids in groups.values():
-            self.stats.batch_events.observe(len(events))
-            data = self._pack_batch(events, len(uids))
-            if data is not None:
-                self._deliver(transport, uids, data, now, len(events))
-        self._publish(transport, private, broadcasts)
-
-    def _publish(
-        self,
-        transport: Transport,
-        private: dict[Any, list[tuple[int, Any]]],
-        broadcasts: list[tuple[int, Any, frozenset[Any] | None]],
-    ) -> None:
-        """Hand this flush's batches to the backplane for clients in other processes.
-
-        Remote clients get a uid's own pushes and the broadcasts as separate batches (the local merge of
-        the two is per process); each distinct batch is packed once and handed over once, with every remote
-        uid it is for (a broadcast to a uid set is one batch, however many uids).
-        """
-        backplane = self.backplane
-        by_batch: dict[str | bytes, list[Any]] = {}
-        for uid, entries in private.items():
-            if backplane.remote(uid, transport):
-                data = self._pack_batch([e for _, e in entries], 1)
-                if data is not None:
-                    by_batch.setdefault(data, []).append(uid)
-        for data, uids in by_batch.items():
-            self._hand_over(transport, uids, data)
-        if not broadcasts or not backplane.remote_any(transport):
-            return
-        if all(t is None for _, _, t in broadcasts):
-            data = self._pack_batch([e for _, e, _ in broadcasts], 0)
-            if data is not None:
-                self._hand_over(transport, None, data)
-            return
-        for _, encoded, targets in broadcasts:
-            remote = None if targets is None else [u for u in targets if backplane.remote(u, transport)]
-            if remote is None or remote:
-                data = self._pack_batch([encoded], len(remote or ()))
-                if data is not None:
-                    self._hand_over(transport, remote, data)
-
-    def _hand_over(self, transport: Transport, uids: list[Any] | None, data: str | bytes) -> None:
-        """One batch to the backplane (for ``uids``, or everyone); a failure there skips it and nothing else."""
-        try:
-            if uids is None:
-                self.backplane.publish(transport, None, data)
-            else:
-                self.backplane.publish_to(transport, uids, data)
-        except Exception as e:
-            self.stats.send_errors += 1
-            _client_log.warning("publish", "a batch for other processes was not published: %r", e, exc_info=e)
-
-    def deliver_remote(self, transport: Transport, uid: Any | None, data: str | bytes, now: float) -> None:
-        """A batch another process flushed: write it to this process's clients of ``uid`` (every client if None;
-        each uid of it if a :class:`~sente.protocol.backplane.Recipients`)."""
-        by_uid = self._uid_clients[transport]
-        if uid is None:
-            self._deliver(transport, list(by_uid), data, now)
-        elif type(uid) is Recipients:
-            here = [u for u in uid if u in by_uid]
-            if here:
-                self._deliver(transport, here, data, now)
-        elif uid in by_uid:
-            self._deliver(transport, [uid], data, now)
-
-    def _deliver(self, transport: Transport, uids: list[Any], data: str | bytes, now: float,
-                 events: int | None = None) -> None:
-        by_uid = self._uid_clients[transport]
-        live: list[Handle] = []
-        others = 0  # held or answering an Ajax poll
-        for uid in uids:
-            for client in by_uid.get(uid, {}).values():
-                if client.elsewhere is not None:
-                    continue  # its poll is held by another process, which gets this batch too
-                if client.handle is None or client.pending or client.handoffs_due:
-                    self._hold(client, data, now)
-                    others += 1
-                elif transport == "ws":
-                    client.activity = True
-                    live.append(client.handle)
-                else:
-                    self._complete_poll(client, data, now)
-                    others += 1
-        if live:
-            self._emit(Send(tuple(live), data, push=True))
-        if live or others:  # events x connections; a batch from another process is counted here, once
-            self.stats.deliveries += (len(live) + others) * (events or batch_events(self.packer, data))
-
-    def _complete_poll(self, client: _Client, data: str | bytes, now: float) -> None:
-        handle = client.handle
-        self._handles.pop(handle, None)
-        self._emit(Respond(handle, ajax_response(data)))
-        self._detach(client, now)
-
-    def _hold(self, client: _Client, data: str | bytes, now: float) -> None:
-        """Keep a batch for a client with no live channel, for ``undelivered_ttl_ms``, capped."""
-        if not client.pending:
-            client.pending_gen += 1
-            self._timers.schedule(now + self.config.undelivered_ttl_ms, "pending_expiry", client, client.pending_gen)
-        client.pending.append(data)
-        overflow = len(client.pending) - self.config.max_pending_batches
-        if overflow > 0:
-            _client_log.warning("pending_cap", "dropped %d undelivered batches for client %r (cap reached)",
-                                overflow, client.client_id)
-            del client.pending[:overflow]
-            client.handoff_at = max(0, client.handoff_at - overflow)
-        if client.handle is not None:
-            self._deliver_pending(client, now)
-
-    def _on_pending_expiry(self, client: _Client, gen: int, now: float) -> None:
-        if client.pending_gen == gen and client.pending:
-            log.info("dropped %d batches for client %r: no live channel within %d ms",
-                     len(client.pending), client.client_id, self.config.undelivered_ttl_ms)
-            client.pending.clear()
-            client.handoff_at = 0
-
-    def _deliver_pending(self, client: _Client, now: float) -> None:
-        """A channel is back: WebSockets get every held batch in order, an Ajax poll the oldest one."""
-        if not client.pending or client.handle is None or client.handoffs_due:
-            return
-        if client.transport == "ws":
-            batches, client.pending = client.pending, []
-            client.pending_gen += 1
-            client.activity = True
-            for data in batches:
-                self._emit(Send((client.handle,), data, push=True))
-        else:
-            self._complete_poll(client, client.pending.pop(0), now)
-            client.handoff_at = max(0, client.handoff_at - 1)
-            if not client.pending:
-                client.pending_gen += 1
-
-    def _close_uid(self, uid: Any) -> None:
-        for transport in TRANSPORTS:
-            for client in list(self._uid_clients[transport].get(uid, {}).values()):
-                if client.handle is not None:
-                    self._emit(Close(client.handle, 1000))
 
 
 def _truthy(value: Any) -> bool:
