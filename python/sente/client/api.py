@@ -2,8 +2,8 @@
 
 :class:`Client` owns a sans-I/O :class:`~sente.protocol.client.ClientCore`, runs its timers on the event
 loop, carries out its actions over a WebSocket (:mod:`.ws`) or Ajax long-polling (:mod:`.ajax`), both driven
-from :mod:`.transports`, and offers the API: ``request``/``send``, ``events()`` and per-event handlers, ``state``, ``disconnect``,
-``reconnect``, ``break_connection``. Every frame and HTTP exchange can be traced (``trace=``) as a
+from :mod:`.transports`, and offers the API: ``request``/``send``, ``events()`` and per-event handlers, ``state``,
+``disconnect``, ``reconnect``, ``break_connection``. Every frame and HTTP exchange can be traced (``trace=``) as a
 :class:`WireRecord`, shaped like the captured transcripts, and is logged to ``sente.client.wire`` at
 DEBUG level.
 
