@@ -1,10 +1,131 @@
-"""The parts of an HTTP request the protocol reads: params, headers, cookies, the session."""
+"""The parts of an HTTP request the protocol reads: params, headers, cookies, the session.
+
+A WebSocket's request is kept for as long as the connection is open (event messages carry it), so the transports
+may hand its headers, query and cookies over as :class:`HeadLines`, :class:`QueryPairs` and :class:`Cookies`: the
+request's own text, read again on each access, instead of lists and dicts of small strings held per idle
+connection (measured: ~1.9 KB of a WebSocket connection's ~12 KB). They read like the lists and dict they replace.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
+from urllib.parse import parse_qsl
+
+_intern = sys.intern
+
+
+class HeadLines(Sequence[tuple[str, str]]):
+    """An HTTP head's header lines (``name: value``, ``\\r\\n``-separated) as ``(lower-case name, value)``
+    pairs, in order, decoded as latin-1 and parsed on each access."""
+
+    __slots__ = ("_block",)
+
+    def __init__(self, block: bytes) -> None:
+        self._block = block
+
+    def _pairs(self) -> list[tuple[str, str]]:
+        pairs = []
+        for line in self._block.split(b"\r\n") if self._block else ():
+            name, _, value = line.partition(b":")
+            pairs.append((_intern(name.strip().lower().decode("latin-1")), value.strip().decode("latin-1")))
+        return pairs
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[str, str]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, str] | Sequence[tuple[str, str]]:
+        return self._pairs()[index]
+
+    def __len__(self) -> int:
+        return len(self._pairs())
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._pairs())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and self._pairs() == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._pairs())
+
+
+class QueryPairs(Sequence[tuple[str, str]]):
+    """A raw query string's decoded ``(name, value)`` pairs, in order, blanks kept, parsed on each access."""
+
+    __slots__ = ("_query",)
+
+    def __init__(self, query_string: str) -> None:
+        self._query = query_string
+
+    def _pairs(self) -> list[tuple[str, str]]:
+        return parse_qsl(self._query, keep_blank_values=True)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[str, str]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, str] | Sequence[tuple[str, str]]:
+        return self._pairs()[index]
+
+    def __len__(self) -> int:
+        return len(self._pairs())
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._pairs())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and self._pairs() == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._pairs())
+
+
+def parse_cookies(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The cookies of the ``cookie`` header(s): the first occurrence of a name wins; quotes around a value go."""
+    cookies: dict[str, str] = {}
+    for hname, hvalue in headers:
+        if hname == "cookie":
+            for part in hvalue.split(";"):
+                k, eq, v = part.partition("=")
+                k = k.strip()
+                if eq and k and k not in cookies:
+                    v = v.strip()
+                    if len(v) >= 2 and v[0] == v[-1] == '"':
+                        v = v[1:-1]
+                    cookies[k] = v
+    return cookies
+
+
+class Cookies(Mapping[str, str]):
+    """The cookies of some headers (:func:`parse_cookies`), parsed on each access."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, headers: Sequence[tuple[str, str]]) -> None:
+        self._headers = headers
+
+    def __getitem__(self, name: str) -> str:
+        return parse_cookies(self._headers)[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return parse_cookies(self._headers).get(name, default)
+
+    def __len__(self) -> int:
+        return len(parse_cookies(self._headers))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(parse_cookies(self._headers))
+
+    def __repr__(self) -> str:
+        return repr(parse_cookies(self._headers))
 
 
 @dataclass(slots=True)  # one per open connection (kept by the core for its event messages): no __dict__
