@@ -11,7 +11,8 @@ worker that dies takes only its own link with it (no owner to elect, nothing to 
 pair of Redis connections per worker, and a message for a channel several workers of a node subscribe to is
 received by each of them (each delivers to its own connections only).
 
-Wire format: :mod:`.wire`; presence scripts: :mod:`.scripts`; the link itself: :mod:`.link`.
+Wire format: :mod:`.wire`; presence scripts: :mod:`.scripts`; the view of the other nodes: :mod:`.view`; the link
+itself: :mod:`.link`.
 
 Guarantees: **at most once** (Redis pub/sub keeps nothing: a message published while a subscriber is
 disconnected is lost to it) and **per-sender order** (a worker publishes over one connection, in order, so

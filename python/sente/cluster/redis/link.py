@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from ... import edn, metrics
 from ...protocol.backplane import Transport, View
 from .scripts import HEARTBEAT_LUA, REMOVE_LUA, RESET_LUA, SET_LUA, SNAPSHOT_LUA, SWEEP_LUA
+from .view import RemoteView
 from .wire import (
     CLOSE,
     MASKS,
@@ -106,11 +107,7 @@ class RedisLink:
         # this worker's own presence (kept while Redis is down, for the re-registration)
         self._mine: dict[bytes, int] = {}
         self._mine_version = 0
-        # the other nodes' presence: uid EDN -> {member: mask}
-        self._view: dict[bytes, dict[str, int]] = {}
-        self._values: dict[bytes, Any] = {}
-        self._by_member: dict[str, set[bytes]] = {}
-        self._snap_seq = 0
+        self._view = RemoteView(self.node)
         # outbound work
         self._ops: deque[_Op] = deque()
         self._queue: deque[tuple[str, bytes]] = deque()
@@ -137,28 +134,18 @@ class RedisLink:
 
     def remote(self, uid: Any, transport: Transport) -> bool:
         """Whether another node holds a client of ``uid`` on ``transport``."""
-        if not self.active or not self._view:
-            return False
-        entry = self._view.get(uid_key(uid))
-        bit = MASKS[transport]
-        return entry is not None and any(mask & bit for mask in entry.values())
+        return self.active and self._view.remote(uid, transport)
 
     def remote_any(self, transport: Transport) -> bool:
         """Whether another node holds any client on ``transport`` (worth publishing a broadcast)."""
-        if not self.active:
-            return False
-        bit = MASKS[transport]
-        return any(mask & bit for entry in self._view.values() for mask in entry.values())
+        return self.active and self._view.remote_any(transport)
 
     def connected(self, uid: Any) -> bool:
-        return self.active and bool(self._view) and uid_key(uid) in self._view
+        return self.active and self._view.connected(uid)
 
     def uids(self, view: View) -> frozenset[Any]:
         """The uids other nodes hold (empty while Redis is down: the node serves its local view)."""
-        if not self.active:
-            return frozenset()
-        bit = MASKS[view]
-        return frozenset(self._values[k] for k, entry in self._view.items() if any(m & bit for m in entry.values()))
+        return self._view.uids(view) if self.active else frozenset()
 
     # ------------------------------------------------------------------ this worker's side (synchronous)
 
@@ -296,8 +283,6 @@ class RedisLink:
         self._fallback(ops)
         self._reset_due = True
         self._view.clear()
-        self._values.clear()
-        self._by_member.clear()
 
     def _fallback(self, ops: list[_Op]) -> None:
         for op in ops:
@@ -381,24 +366,7 @@ class RedisLink:
             self._fire(self._on_close, closed)
 
     async def _snapshot(self, client: Any) -> None:
-        reply = await client.eval(SNAPSHOT_LUA, 2, self._members_key, self._seq_key, self.prefix)
-        view: dict[bytes, dict[str, int]] = {}
-        by_member: dict[str, set[bytes]] = {}
-        for i in range(1, len(reply), 2):
-            member = reply[i].decode()
-            if self._own(member):
-                continue
-            flat = reply[i + 1]
-            uids = by_member.setdefault(member, set())
-            for j in range(0, len(flat), 2):
-                view.setdefault(flat[j], {})[member] = int(flat[j + 1])
-                uids.add(flat[j])
-        self._snap_seq = int(reply[0])
-        self._view, self._by_member = view, by_member
-        self._values = {k: self._values[k] if k in self._values else edn.loads(k.decode()) for k in view}
-
-    def _own(self, member: str) -> bool:
-        return member.rpartition("|")[0] == self.node
+        self._view.load(await client.eval(SNAPSHOT_LUA, 2, self._members_key, self._seq_key, self.prefix))
 
     async def _reader(self, client: Any, pubsub: Any) -> None:
         """The only task using the subscriber connection."""
@@ -408,43 +376,10 @@ class RedisLink:
                 continue
             data = message["data"]
             if message["channel"] == self._presence_ch.encode():
-                if self._on_presence(data):
+                if self._view.apply(data):
                     await self._snapshot(client)
             else:
                 self._on_message(data)
-
-    def _on_presence(self, data: bytes) -> bool:
-        """Apply one change to the view; True when the whole view must be reloaded (a member re-registered)."""
-        seq_b, member_b, mask_b, key = data.split(b" ", 3)
-        if int(seq_b) <= self._snap_seq:
-            return False
-        member = member_b.decode()
-        if self._own(member):
-            return False
-        if mask_b == b"R":
-            return True
-        if mask_b == b"-":
-            for key in self._by_member.pop(member, set()):
-                self._forget(key, member)
-            return False
-        mask = int(mask_b)
-        if mask:
-            self._view.setdefault(key, {})[member] = mask
-            self._by_member.setdefault(member, set()).add(key)
-            if key not in self._values:
-                self._values[key] = edn.loads(key.decode())
-        else:
-            self._by_member.get(member, set()).discard(key)
-            self._forget(key, member)
-        return False
-
-    def _forget(self, key: bytes, member: str) -> None:
-        entry = self._view.get(key)
-        if entry is not None:
-            entry.pop(member, None)
-            if not entry:
-                del self._view[key]
-                self._values.pop(key, None)
 
     def _on_message(self, message: bytes) -> None:
         try:
