@@ -19,13 +19,14 @@ _intern = sys.intern
 
 
 class _LastParse:
-    """The last ``(source, parsed)`` of one parser: the same source object again gets the same result."""
+    """The last ``(source, parsed)`` of one parser: the same source object again gets the same result. One tuple,
+    swapped whole, so a thread reading a request (a handler in an executor) never pairs one source with another's
+    result."""
 
-    __slots__ = ("parsed", "source")
+    __slots__ = ("entry",)
 
     def __init__(self) -> None:
-        self.source: object = None
-        self.parsed: Any = None
+        self.entry: tuple[object, Any] = (None, None)
 
 
 class HeadLines(Sequence[tuple[str, str]]):
@@ -40,14 +41,14 @@ class HeadLines(Sequence[tuple[str, str]]):
     _last = _LastParse()
 
     def _pairs(self) -> list[tuple[str, str]]:
-        last = self._last
-        if last.source is not self._block:
-            pairs = []
+        source, parsed = self._last.entry
+        if source is not self._block:
+            parsed = []
             for line in self._block.split(b"\r\n") if self._block else ():
                 name, _, value = line.partition(b":")
-                pairs.append((_intern(name.strip().lower().decode("latin-1")), value.strip().decode("latin-1")))
-            last.parsed, last.source = pairs, self._block
-        return last.parsed  # type: ignore[no-any-return]
+                parsed.append((_intern(name.strip().lower().decode("latin-1")), value.strip().decode("latin-1")))
+            self._last.entry = (self._block, parsed)
+        return parsed  # type: ignore[no-any-return]
 
     @overload
     def __getitem__(self, index: int) -> tuple[str, str]: ...
@@ -82,10 +83,11 @@ class QueryPairs(Sequence[tuple[str, str]]):
     _last = _LastParse()
 
     def _pairs(self) -> list[tuple[str, str]]:
-        last = self._last
-        if last.source is not self._query:
-            last.parsed, last.source = parse_qsl(self._query, keep_blank_values=True), self._query
-        return last.parsed  # type: ignore[no-any-return]
+        source, parsed = self._last.entry
+        if source is not self._query:
+            parsed = parse_qsl(self._query, keep_blank_values=True)
+            self._last.entry = (self._query, parsed)
+        return parsed  # type: ignore[no-any-return]
 
     @overload
     def __getitem__(self, index: int) -> tuple[str, str]: ...
@@ -136,10 +138,11 @@ class Cookies(Mapping[str, str]):
         self._headers = headers
 
     def _cookies(self) -> dict[str, str]:
-        last = self._last
-        if last.source is not self._headers:
-            last.parsed, last.source = parse_cookies(self._headers), self._headers
-        return last.parsed  # type: ignore[no-any-return]
+        source, parsed = self._last.entry
+        if source is not self._headers:
+            parsed = parse_cookies(self._headers)
+            self._last.entry = (self._headers, parsed)
+        return parsed  # type: ignore[no-any-return]
 
     def __getitem__(self, name: str) -> str:
         return self._cookies()[name]
