@@ -6,18 +6,9 @@ The protocol logic lives in :mod:`sente.protocol.client`; this package does the 
 """
 
 from ..protocol.client import ClientState, LastClose, StateChange, exp_backoff, is_cb_error
-from .api import (
-    ChskClosed,
-    ChskError,
-    ChskTimeout,
-    Client,
-    ClientEventMsg,
-    ConnectionRejected,
-    ConnectTimeout,
-    SenteError,
-    WireRecord,
-    connect,
-)
+from .api import Client, connect
+from .errors import ChskClosed, ChskError, ChskTimeout, ConnectionRejected, ConnectTimeout, SenteError
+from .messages import ClientEventMsg, WireRecord
 from .sync import SyncClient
 
 __all__ = [

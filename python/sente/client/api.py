@@ -1,9 +1,9 @@
 """The asyncio Sente client: :func:`connect` and :class:`Client`, Sente's ``make-channel-socket-client!``.
 
 :class:`Client` owns a sans-I/O :class:`~sente.protocol.client.ClientCore`, runs its timers on the event
-loop, carries out its actions over a WebSocket (:mod:`.ws`) or Ajax long-polling (:mod:`.ajax`), and
-offers the API: ``request``/``send``, ``events()`` and per-event handlers, ``state``, ``disconnect``,
-``reconnect``, ``break_connection``. Every frame and HTTP exchange can be traced (``trace=``) as a
+loop, carries out its actions over a WebSocket (:mod:`.ws`) or Ajax long-polling (:mod:`.ajax`), both driven
+from :mod:`.transports`, and offers the API: ``request``/``send``, ``events()`` and per-event handlers, ``state``,
+``disconnect``, ``reconnect``, ``break_connection``. Every frame and HTTP exchange can be traced (``trace=``) as a
 :class:`WireRecord`, shaped like the captured transcripts, and is logged to ``sente.client.wire`` at
 DEBUG level.
 
@@ -22,10 +22,7 @@ import ssl as _ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
-
-import aiohttp
 
 from csente.types import Keyword
 
@@ -52,113 +49,21 @@ from ..protocol.client import (
     StateChange,
 )
 from ..protocol.events import HANDSHAKE, TIMEOUT, WS_PING
-from .ajax import AjaxHttp, HttpResult, encode_pairs
-from .ws import UpgradeRefused, WsLink
+from .ajax import AjaxHttp
+from .errors import ChskClosed, ChskError, ChskTimeout, ConnectionRejected, ConnectTimeout, SenteError, describe_error
+from .messages import ClientEventMsg, WireRecord
+from .transports import TokenSource, Transports, tls_context
+from .ws import WsLink
+
+__all__ = [  # the names this module had before errors, messages and transports moved out (still importable here)
+    "ChskClosed", "ChskError", "ChskTimeout", "Client", "ClientEventMsg", "ConnectTimeout", "ConnectionRejected",
+    "Handler", "SenteError", "TokenSource", "WireRecord", "connect", "describe_error", "tls_context",
+]
 
 log = logging.getLogger("sente.client")
-wire_log = logging.getLogger("sente.client.wire")
 
-FORM_CONTENT_TYPE = "application/x-www-form-urlencoded;charset=UTF-8"
 SYSTEM_IDS = frozenset({STATE, HANDSHAKE, WS_PING})
 Handler = Callable[["ClientEventMsg"], Awaitable[None] | None]
-
-
-# ---------------------------------------------------------------------------------------- errors
-
-
-class SenteError(Exception):
-    """Base of the client's errors."""
-
-
-class ChskTimeout(SenteError, TimeoutError):
-    """No reply in time (Sente's ``:chsk/timeout``: the local timer, or the server's Ajax reply timeout)."""
-
-
-class ChskClosed(SenteError, ConnectionError):
-    """Not connected, or the connection closed while waiting (Sente's ``:chsk/closed``)."""
-
-
-class ChskError(SenteError):
-    """The request failed (Sente's ``:chsk/error``): an Ajax HTTP or network error, an unreadable reply."""
-
-    def __init__(self, message: str, status: int | None = None, body: bytes | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
-
-
-class ConnectionRejected(SenteError):
-    """The server refused the connection (403 bad CSRF token, 401, 500 no client-id...): status and body."""
-
-    def __init__(self, transport: str, status: int, body: bytes) -> None:
-        super().__init__(f"{transport} connection rejected: HTTP {status}: {body.decode('utf-8', 'replace')[:500]}")
-        self.transport = transport
-        self.status = status
-        self.body = body
-
-
-class ConnectTimeout(SenteError, TimeoutError):
-    """No handshake within ``open_timeout`` (server unreachable, or not answering)."""
-
-
-# ---------------------------------------------------------------------------------------- messages
-
-
-@dataclass(frozen=True, slots=True)
-class ClientEventMsg:
-    """A message for the application: ``.event`` is ``[id, data]``; ``.id`` a Keyword."""
-
-    event: list[Any]
-
-    @property
-    def id(self) -> Keyword:
-        return self.event[0]  # type: ignore[no-any-return]
-
-    @property
-    def data(self) -> Any:
-        return self.event[1] if len(self.event) > 1 else None
-
-
-@dataclass(frozen=True, slots=True)
-class WireRecord:
-    """One thing on the wire, as in ../shared/vectors/wire: ``dir`` c2s/s2c, ``transport`` ws/ajax, ``kind``..."""
-
-    dir: str
-    transport: str
-    kind: str  # ws_upgrade_request, ws_frame, ws_close, ws_error, http_request, http_response, http_error
-    raw: str | bytes = ""
-    method: str | None = None
-    path: str | None = None
-    query: tuple[tuple[str, str], ...] = ()
-    form: tuple[tuple[str, str], ...] | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-    status: int | None = None
-    close_code: int | None = None
-    rel_ms: float = 0.0
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def line(self) -> str:
-        """A one-line human rendering (``sente probe`` prints these)."""
-        arrow = ">>" if self.dir == "c2s" else "<<"
-        head = f"{self.rel_ms:8.1f} ms {arrow} {self.transport:4} "
-        raw = self.raw if isinstance(self.raw, str) else f"<{len(self.raw)} bytes> {self.raw[:64].hex()}"
-        if self.kind == "http_request":
-            q = ("?" + encode_pairs(self.query)) if self.query else ""
-            form = "" if self.form is None else "  " + encode_pairs(self.form)
-            return f"{head}{self.method} {self.path}{q}{form if self.form is not None else ''}"
-        if self.kind == "ws_upgrade_request":
-            return f"{head}GET {self.path}?{encode_pairs(self.query)} (upgrade)"
-        if self.kind == "http_response":
-            return f"{head}HTTP {self.status} {raw}"
-        if self.kind == "ws_close":
-            return f"{head}close {self.close_code} {raw}"
-        if self.kind in ("ws_error", "http_error"):
-            return f"{head}error {raw}"
-        return f"{head}{raw}"
-
-
-TokenSource = str | Callable[[], str | None] | None
 
 
 def _split_url(url: str) -> tuple[str, str, str]:
@@ -176,10 +81,8 @@ def _split_url(url: str) -> tuple[str, str, str]:
     return f"{'https' if secure else 'http'}://{host}", f"{'wss' if secure else 'ws'}://{host}", path
 
 
-# ---------------------------------------------------------------------------------------- the client
 
-
-class Client:
+class Client(Transports):
     """A Sente client. Create it with :func:`connect` (or call ``start``/``close`` yourself).
 
     ``timeout`` arguments are seconds; Sente-named options (``ws_kalive_ms``...) are milliseconds. ``ssl`` is for
@@ -426,14 +329,6 @@ class Client:
 
     # ------------------------------------------------------------------ driving the core
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        return self._loop
-
-    def _now(self) -> float:
-        return self._running_loop().time() * 1000.0
-
     def _pump(self) -> None:
         self._pump_scheduled = False
         for action in self.core.take_actions():
@@ -488,186 +383,6 @@ class Client:
                 self._ws_task.cancel()
         elif self._poll_task is not None and not self._poll_task.done():
             self._poll_task.cancel()
-
-    # ------------------------------------------------------------------ helpers
-
-    def _token(self) -> str | None:
-        token = self.csrf_token() if callable(self.csrf_token) else self.csrf_token
-        return None if token is None else str(token)
-
-    def _trace(self, dir: str, transport: str, kind: str, **fields: Any) -> None:
-        if self._trace_fn is None and not self._trace_info and not wire_log.isEnabledFor(logging.DEBUG):
-            return
-        record = WireRecord(dir, transport, kind, rel_ms=(time.monotonic() - self._t0) * 1000.0, **fields)
-        if self._trace_fn is not None:
-            self._trace_fn(record)
-        wire_log.log(logging.INFO if self._trace_info else logging.DEBUG, "%s", record.line())
-
-    def _reject(self, transport: str, status: int, body: bytes) -> None:
-        if not self.state.ever_opened and self._rejection is None:
-            self._rejection = ConnectionRejected(transport, status, body)
-
-    # ------------------------------------------------------------------ WebSocket
-
-    async def _ws_connect(self, conn: int) -> None:
-        query = [*self.params, ("client-id", self.client_id)]
-        token = self._token()
-        if token is not None:
-            query.append(("csrf-token", token))
-        url = f"{self.ws_base}{self.path}?{encode_pairs(query)}"
-        self._trace("c2s", "ws", "ws_upgrade_request", method="GET", path=self.path, query=tuple(query),
-                    headers=tuple(self.headers))
-
-        def on_message(data: str | bytes) -> None:
-            self._trace("s2c", "ws", "ws_frame", raw=data)
-            self.core.ws_message(conn, data, self._now())
-            self._pump()
-
-        def on_closed(code: int, reason: str, clean: bool) -> None:
-            self._trace("s2c", "ws", "ws_close", close_code=code, raw=reason)
-            if self._ws is link:
-                self._ws = None
-            self.core.ws_closed(conn, self._now(), code, reason, clean)
-            self._pump()
-
-        link = WsLink(on_message, on_closed)
-        self._ws = link
-        try:
-            await link.open(url, self.headers, timeout=max(1.0, self.open_timeout or 10.0),
-                            ssl_context=self._ssl_context)
-        except asyncio.CancelledError:
-            if self._ws is link:
-                self._ws = None
-            return
-        except Exception as e:
-            if self._ws is link:
-                self._ws = None
-            if isinstance(e, UpgradeRefused):
-                self._trace("s2c", "ws", "http_response", status=e.status, raw=e.body.decode("utf-8", "replace"))
-                if self.config.type == "ws":
-                    self._reject("ws", e.status, e.body)
-            else:
-                self._trace("s2c", "ws", "ws_error", raw=describe_error(e))
-            now = self._now()
-            self.core.ws_error(conn, describe_error(e), now)
-            self.core.ws_closed(conn, now, 1006, "", False)
-            self._pump()
-            return
-        if conn != self.core.conn:  # disconnected or superseded while connecting
-            link.close(1000, "CLOSE_NORMAL")
-
-    # ------------------------------------------------------------------ Ajax
-
-    def _ajax_headers(self, *, post: bool) -> list[tuple[str, str]]:
-        headers = [("X-Requested-With", "XMLHTTPRequest")]
-        token = self._token()
-        if token is not None:
-            headers.append(("X-CSRF-Token", token))
-        if post:
-            ctype = "application/octet-stream" if self.packer.binary else FORM_CONTENT_TYPE
-            headers.append(("Content-Type", ctype))
-        return headers + self.headers
-
-    def _udt(self) -> str:
-        return str(int(time.time() * 1000))
-
-    async def _exchange(
-        self, method: str, query: list[tuple[str, str]], headers: list[tuple[str, str]], body: bytes | None,
-        timeout_s: float, form: tuple[tuple[str, str], ...] | None = None,
-    ) -> HttpResult:
-        self._trace("c2s", "ajax", "http_request", method=method, path=self.path, query=tuple(query),
-                    headers=tuple(headers), form=form, raw=(body or b"").decode("utf-8", "replace"))
-        try:
-            result = await self._http.request(method, self.http_base + self.path, query, headers, body, timeout_s)
-        except (asyncio.CancelledError, Exception) as e:
-            self._trace("s2c", "ajax", "http_error", raw=describe_error(e))
-            raise
-        raw: str | bytes = result.body if self.packer.binary else result.body.decode("utf-8", "replace")
-        self._trace("s2c", "ajax", "http_response", status=result.status, raw=raw, headers=result.headers)
-        return result
-
-    def _body(self, result: HttpResult) -> str | bytes:
-        return result.body if self.packer.binary else result.body.decode("utf-8")
-
-    async def _ajax_poll(self, poll: Poll) -> None:
-        query = [*self.params, ("udt", self._udt()), ("client-id", self.client_id)]
-        if poll.handshake:
-            query.append(("handshake?", "1"))
-        try:
-            result = await self._exchange("GET", query, self._ajax_headers(post=False), None, poll.timeout_ms / 1000)
-        except asyncio.CancelledError:
-            self.core.ajax_poll_done(poll.conn, self._now(), error="aborted")
-        except TimeoutError:
-            self.core.ajax_poll_done(poll.conn, self._now(), timed_out=True)
-        except (aiohttp.ClientError, OSError, ValueError) as e:
-            self.core.ajax_poll_done(poll.conn, self._now(), error=describe_error(e))
-        else:
-            if result.status != 200:
-                self._reject("ajax", result.status, result.body)
-                self.core.ajax_poll_done(poll.conn, self._now(), error=(result.status, result.body))
-            else:
-                try:
-                    body = self._body(result)
-                except UnicodeDecodeError as e:
-                    self.core.ajax_poll_done(poll.conn, self._now(), error=repr(e))
-                else:
-                    self.core.ajax_poll_done(poll.conn, self._now(), body)
-        self._pump()
-
-    async def _ajax_post(self, post: Post) -> None:
-        fields = [("udt", self._udt()), ("client-id", self.client_id)]
-        if isinstance(post.data, bytes):
-            query, form, body = [*fields, ("binary?", "true")], None, post.data
-        else:
-            form_fields = (*fields, ("ppstr", post.data))
-            query, form, body = [], form_fields, encode_pairs(form_fields).encode("ascii")
-        timeout_ms = post.timeout_ms if post.timeout_ms is not None else self.config.ajax_timeout_ms
-        try:
-            result = await self._exchange("POST", query, self._ajax_headers(post=True), body, timeout_ms / 1000, form)
-        except asyncio.CancelledError:
-            self.core.ajax_post_done(post.key, self._now(), error="aborted")
-        except TimeoutError:
-            self.core.ajax_post_done(post.key, self._now(), timed_out=True)
-        except (aiohttp.ClientError, OSError, ValueError) as e:
-            self.core.ajax_post_done(post.key, self._now(), error=repr(e))
-        else:
-            if result.status != 200:
-                self.core.ajax_post_done(post.key, self._now(), error=(result.status, result.body))
-            else:
-                try:
-                    data = self._body(result)
-                except UnicodeDecodeError as e:
-                    self.core.ajax_post_done(post.key, self._now(), error=repr(e))
-                else:
-                    self.core.ajax_post_done(post.key, self._now(), data)
-        self._pump()
-
-
-def tls_context(option: _ssl.SSLContext | bool | None) -> _ssl.SSLContext:
-    """The context for ``https``/``wss``: the given one; for False one that verifies nothing; else the system's."""
-    if isinstance(option, _ssl.SSLContext):
-        return option
-    context = _ssl.create_default_context()
-    if option is False:
-        context.check_hostname = False
-        context.verify_mode = _ssl.CERT_NONE
-    return context
-
-
-def describe_error(e: BaseException) -> str:
-    """An exception as a line with its detail: a certificate failure says why (``self-signed certificate``...)."""
-    cause: BaseException | None = e
-    seen = 0
-    while cause is not None and seen < 10:  # aiohttp wraps the ssl error (and is itself an ssl.CertificateError)
-        message = getattr(cause, "verify_message", None)
-        if isinstance(cause, _ssl.SSLCertVerificationError) and message:
-            return f"{type(e).__name__}: certificate verify failed: {message}"
-        if isinstance(cause, _ssl.SSLError) and getattr(cause, "reason", None):
-            return f"{type(e).__name__}: SSL error: {cause.reason}"
-        cause = getattr(cause, "certificate_error", None) or getattr(cause, "os_error", None) \
-            or cause.__cause__ or cause.__context__
-        seen += 1
-    return f"{type(e).__name__}: {e}" if str(e) else repr(e)
 
 
 async def _guarded(awaitable: Awaitable[None], event: Any) -> None:

@@ -17,17 +17,10 @@ import aiohttp
 
 from csente import edn
 
-from .api import (
-    ChskClosed,
-    ChskError,
-    ChskTimeout,
-    ConnectionRejected,
-    ConnectTimeout,
-    WireRecord,
-    connect,
-    describe_error,
-    tls_context,
-)
+from .api import connect
+from .errors import ChskClosed, ChskError, ChskTimeout, ConnectionRejected, ConnectTimeout, describe_error
+from .messages import WireRecord
+from .transports import tls_context
 
 
 def ssl_option(cafile: str | None, insecure: bool) -> _ssl.SSLContext | bool | None:

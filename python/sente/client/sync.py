@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from csente.types import Keyword
 
 from ..protocol.client import ClientState
-from .api import Client, ClientEventMsg, Handler
+from .api import Client, Handler
+from .messages import ClientEventMsg
 
 T = TypeVar("T")
 

@@ -45,15 +45,16 @@ import binascii
 import logging
 import sys
 from base64 import b64decode
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from picows import WSAutoPingStrategy, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from sente.protocol.ratelog import RateLimitedLog
+from sente.protocol.requests import Cookies, HeadLines, QueryPairs
 from sente.transport.frames import build_binary_frame, build_close_frame, build_frame, build_text_frame
 
 if TYPE_CHECKING:
@@ -147,9 +148,9 @@ class UpgradeRequest:
     method: str
     path: str  # percent-decoded path, without the query
     query_string: str  # the raw query string, undecoded, without "?"
-    query: list[tuple[str, str]]  # decoded (name, value) pairs, in order, blanks kept
-    headers: list[tuple[str, str]]  # (lower-case name, value), in order
-    cookies: dict[str, str]  # from the Cookie header(s); first occurrence of a name wins
+    query: Sequence[tuple[str, str]]  # decoded (name, value) pairs, in order, blanks kept
+    headers: Sequence[tuple[str, str]]  # (lower-case name, value), in order
+    cookies: Mapping[str, str]  # from the Cookie header(s); first occurrence of a name wins
     client: tuple[str, int] | None  # peer (host, port)
 
     def header(self, name: str) -> str | None:
@@ -423,34 +424,21 @@ _intern = sys.intern
 def _parse_upgrade(data: bytes, client: tuple[str, int] | None) -> UpgradeRequest:
     """Parse the request uvicorn re-serialised: ``METHOD target HTTP/1.1`` + ``name: value`` lines."""
     head, _, _ = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    method, _, rest = lines[0].partition(b" ")
+    request_line, _, block = head.partition(b"\r\n")
+    method, _, rest = request_line.partition(b" ")
     target, _, _version = rest.rpartition(b" ")
-    headers: list[tuple[str, str]] = []
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        # Interned: every connection keeps its headers (event messages carry them) and the names repeat.
-        headers.append((_intern(name.strip().lower().decode("latin-1")), value.strip().decode("latin-1")))
     raw_path, _, raw_query = target.partition(b"?")
     query_string = raw_query.decode("latin-1")
-    cookies: dict[str, str] = {}
-    for hname, hvalue in headers:
-        if hname == "cookie":
-            for part in hvalue.split(";"):
-                k, eq, v = part.partition("=")
-                k = k.strip()
-                if eq and k and k not in cookies:
-                    v = v.strip()
-                    if len(v) >= 2 and v[0] == v[-1] == '"':
-                        v = v[1:-1]
-                    cookies[k] = v
+    # Kept as the request's own bytes, parsed on each read: every open connection keeps its request (event
+    # messages carry it), and lists of small strings cost ~1.9 KB per idle connection.
+    headers = HeadLines(block)
     return UpgradeRequest(
         method=_intern(method.decode("latin-1")),
         path=unquote(raw_path.decode("latin-1")),
         query_string=query_string,
-        query=parse_qsl(query_string, keep_blank_values=True),
+        query=QueryPairs(query_string),
         headers=headers,
-        cookies=cookies,
+        cookies=Cookies(headers),
         client=client,
     )
 

@@ -1,70 +1,4 @@
-"""Scale-out across machines: one worker's link to the other nodes of a cluster through Redis.
-
-A *node* is one ``sente serve`` (a supervisor and its workers on one machine, sharing memory) or one process
-serving alone. Inside a node, workers reach each other through shared memory (:mod:`sente.cluster.backplane`);
-:class:`RedisLink` adds the other nodes, and :class:`~sente.cluster.composite.CompositeBackplane` puts the two
-behind the one :class:`~sente.protocol.backplane.Backplane` a server core sees.
-
-**One link per worker**, not one per node: every worker publishes what its own flushes hand the backplane and
-subscribes for its own connections, so cross-node traffic takes no extra hop through shared memory, and a
-worker that dies takes only its own link with it (no owner to elect, nothing to fail over). The cost is one
-pair of Redis connections per worker, and a message for a channel several workers of a node subscribe to is
-received by each of them (each delivers to its own connections only).
-
-Channels (``<prefix>`` is ``sente`` unless told):
-
-* ``<prefix>:b:<slot>``: batches for uids whose ``crc32(uid EDN) % slots`` is ``slot`` (``slots``, default 256).
-  Every worker subscribes to every slot once, before its link counts as up, and its core delivers only to its
-  own clients: a client's uid is reachable from the moment the worker serves it, whatever the other nodes know
-  yet (a per-uid subscription made at connect time would still be in flight when the handshake goes out). The
-  channel count stays bounded whatever the number of uids; the cost is that each worker receives every
-  cross-node push (Redis's fan-out), and drops those for uids it does not hold.
-* ``<prefix>:b:all``: broadcasts (every worker subscribes).
-* ``<prefix>:presence``: presence changes, published by the Lua scripts below.
-
-A message is a small header and the batch exactly as the sender packed it (nothing is re-encoded):
-``b"S\\x01"``, flags (bit 0 ws, bit 1 ajax, bit 2 binary batch, bit 3 broadcast, bit 4 close), the length of
-the node id, the sender's sequence number (8 bytes), the length of the uid's EDN (4 bytes), the node id, the
-uid's EDN, the batch. Messages from the receiver's own node are ignored (its workers already got them through shared
-memory); :class:`sente.Publisher` sends with an empty node id, so every node delivers those.
-
-A *close* message (flag bit 4, no transport bits, empty batch) is Sente's ``[:chsk/close]`` for the uid, sent on
-the uid's slot channel: every worker of another node that holds the uid (in its registered presence) closes its
-own connections (``CorePeer.close_uid_here``); the others ignore it. It is not forwarded through shared memory
-(each holder got it already). A node that predates the flag sees no transport bit and ignores it.
-
-Presence (keys share the hash tag ``{<prefix>}``): ``{p}:u:<uid EDN>`` is a hash member → transport mask
-(1 ws, 2 ajax) of the *members* (one per worker: ``<node id>|<worker index>``) holding the uid;
-``{p}:m:<member>`` is the same data by member; ``{p}:members`` is a sorted set of members scored by when they
-expire (Redis's own clock, so the machines' clocks do not matter); ``{p}:seq`` numbers every change. Each
-change is one Lua script, so the hash of a uid going from empty to non-empty (``:chsk/uidport-open``) or back
-(``:chsk/uidport-close``) is decided once for the whole cluster, and answered to the worker that made it,
-which fires the event. Every worker refreshes its member's expiry each ``heartbeat_s`` and sweeps members
-expired ``ttl_s`` after their last heartbeat (a killed node): the sweep that removes a member reports the uids
-that left the cluster with it, and that worker fires their ``uidport-close``. Every worker keeps a view of
-the other nodes' presence (a snapshot on connect, then the change messages; changes older than the snapshot
-are skipped by their sequence number), so ``connected_uids`` and ``send``'s answer (is the uid anywhere?) are
-answered locally, without a round trip. Whether to publish does not wait for the view: a push for a uid this node
-does not hold goes to the uid's slot while the link is up (the uid may have connected elsewhere a moment ago),
-and broadcasts go to ``b:all`` (see :class:`~sente.cluster.composite.CompositeBackplane`).
-
-Guarantees: **at most once** (Redis pub/sub keeps nothing: a message published while a subscriber is
-disconnected is lost to it) and **per-sender order** (a worker publishes over one connection, in order, so
-every receiver sees one sender's batches in the order they were flushed; batches of different senders may
-interleave). A push sent after a client's handshake was written on another node reaches it while Redis is up
-(that worker subscribed to every slot before serving). One race remains: a uid this node holds too, that opened
-a connection on another node a few milliseconds before the push (the view decides then, and may lag).
-
-Outages (Redis unreachable): each node goes on with its local view: presence, sends, broadcasts and
-uidport events between its own workers, exactly as without Redis. Cross-node batches are *dropped* (counted
-in :attr:`RedisLink.stats`, never buffered) while the link is down (the batches queued or in flight when it
-went, and every broadcast flushed during the outage); while it is up but slower than the flushes,
-the outbound queue is capped (``max_queue`` messages, ``max_queue_bytes``) and the *oldest* batches are
-dropped and counted. The link reconnects with exponential backoff (0.1 s doubling to 5 s, with jitter),
-re-registers this worker's presence in one script (no uidport events for that: the node fired them
-locally during the outage) and reloads its view. The state (``up``, ``down``, ``connecting``) is logged on
-each change and readable as :attr:`RedisLink.state`; :mod:`sente.metrics` exports both (``sente_backplane_*``).
-"""
+"""One worker's link to the other nodes through Redis: :class:`RedisLink` (see :mod:`sente.cluster.redis`)."""
 
 from __future__ import annotations
 
@@ -72,12 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import random
-import re
-import socket
-import struct
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,17 +15,25 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .. import edn, metrics
-from ..protocol.backplane import Transport, View
+from ... import edn, metrics
+from ...protocol.backplane import Transport, View
+from .scripts import HEARTBEAT_LUA, REMOVE_LUA, RESET_LUA, SET_LUA, SNAPSHOT_LUA, SWEEP_LUA
+from .view import RemoteView
+from .wire import (
+    CLOSE,
+    MASKS,
+    SLOTS,
+    TRANSPORT_BITS,
+    channel_for,
+    decode_message,
+    default_node_id,
+    encode_message,
+    keys,
+    uid_key,
+)
 
 log = logging.getLogger("sente.cluster.redis")
 
-MASKS: dict[str, int] = {"ws": 1, "ajax": 2, "any": 3}
-TRANSPORT_BITS: tuple[tuple[Transport, int], ...] = (("ws", 1), ("ajax", 2))
-BINARY, BROADCAST, CLOSE = 4, 8, 16
-MAGIC = b"S\x01"
-HEADER = struct.Struct(">2sBBQI")  # magic, flags, node id length, sender seq, uid EDN length
-SLOTS = 256
 HEARTBEAT_S = 1.0
 TTL_S = 5.0
 BACKOFF_S = (0.1, 5.0)
@@ -109,157 +46,6 @@ FLUSH_ON_CLOSE_S = 1.0
 
 OnBatch = Callable[[Transport, Any, "str | bytes"], None]
 OnUid = Callable[[Any], None]
-
-
-# ---------------------------------------------------------------------- names and messages
-
-
-def channel_for(prefix: str, uid_key: bytes | None, slots: int = SLOTS) -> str:
-    """The channel of a uid's batches (by its EDN), or the broadcast channel for None."""
-    return f"{prefix}:b:all" if uid_key is None else f"{prefix}:b:{zlib.crc32(uid_key) % slots}"
-
-
-def uid_key(uid: Any) -> bytes:
-    """A uid as Redis knows it: its EDN text."""
-    return edn.dumps(uid).encode()
-
-
-def encode_message(node: bytes, seq: int, transports: int, uid: bytes | None, data: str | bytes) -> bytes:
-    """One message: header, node id, uid EDN, the packed batch (see the module docstring); ``transports`` is
-    a :data:`MASKS` value, or :data:`CLOSE` for a ``[:chsk/close]``."""
-    flags = transports | (BINARY if isinstance(data, bytes) else 0) | (BROADCAST if uid is None else 0)
-    key = b"" if uid is None else uid
-    payload = data if isinstance(data, bytes) else data.encode()
-    return HEADER.pack(MAGIC, flags, len(node), seq, len(key)) + node + key + payload
-
-
-def decode_message(message: bytes) -> tuple[bytes, int, int, bytes | None, str | bytes]:
-    """``(node, seq, transports, uid EDN or None, batch)`` (transports with :data:`CLOSE` for a close); ValueError
-    if it is not one of ours."""
-    magic, flags, node_len, seq, key_len = HEADER.unpack_from(message)
-    if magic != MAGIC:
-        raise ValueError("not a sente message")
-    i = HEADER.size
-    node, key = message[i:i + node_len], message[i + node_len:i + node_len + key_len]
-    raw = message[i + node_len + key_len:]
-    data: str | bytes = raw if flags & BINARY else raw.decode()
-    return node, seq, flags & (3 | CLOSE), None if flags & BROADCAST else key, data
-
-
-def default_node_id(hint: str | None = None) -> str:
-    """A node id unique to this process (or to ``hint``, e.g. the supervisor's shared-memory name) on this host."""
-    tail = hint if hint is not None else f"{os.getpid()}-{os.urandom(4).hex()}"
-    return re.sub(r"[\s|]", "_", f"{socket.gethostname()}-{tail}")
-
-
-def keys(prefix: str) -> tuple[str, str, str]:
-    """(members zset, sequence counter, presence channel)."""
-    return f"{{{prefix}}}:members", f"{{{prefix}}}:seq", f"{prefix}:presence"
-
-
-# ---------------------------------------------------------------------- Lua: presence, decided in one place
-
-# KEYS: uid hash, member hash, seq. ARGV: member, uid EDN, mask, presence channel.
-# Returns 1 when the uid entered the cluster, -1 when it left it, 0 otherwise.
-SET_LUA = """
-local before = redis.call('HLEN', KEYS[1])
-local mask = tonumber(ARGV[3])
-if mask == 0 then
-  redis.call('HDEL', KEYS[1], ARGV[1]); redis.call('HDEL', KEYS[2], ARGV[2])
-else
-  redis.call('HSET', KEYS[1], ARGV[1], mask); redis.call('HSET', KEYS[2], ARGV[2], mask)
-end
-local after = redis.call('HLEN', KEYS[1])
-local seq = redis.call('INCR', KEYS[3])
-redis.call('PUBLISH', ARGV[4], seq .. ' ' .. ARGV[1] .. ' ' .. mask .. ' ' .. ARGV[2])
-if before == 0 and after > 0 then return 1 end
-if before > 0 and after == 0 then return -1 end
-return 0
-"""
-
-# KEYS: members zset, seq. ARGV: prefix, member, ttl ms, presence channel, then uid EDN, mask pairs.
-# Replaces the member's whole presence; returns the uids that left the cluster with its old entries.
-RESET_LUA = """
-local p, m = ARGV[1], ARGV[2]
-local mkey = '{' .. p .. '}:m:' .. m
-local old = redis.call('HKEYS', mkey)
-local closed = {}
-local new = {}
-for i = 5, #ARGV, 2 do new[ARGV[i]] = ARGV[i + 1] end
-for _, u in ipairs(old) do
-  if not new[u] then
-    local ukey = '{' .. p .. '}:u:' .. u
-    redis.call('HDEL', ukey, m)
-    if redis.call('HLEN', ukey) == 0 then table.insert(closed, u) end
-  end
-end
-redis.call('DEL', mkey)
-for u, mask in pairs(new) do
-  redis.call('HSET', '{' .. p .. '}:u:' .. u, m, mask); redis.call('HSET', mkey, u, mask)
-end
-local t = redis.call('TIME')
-redis.call('ZADD', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[3]), m)
-local seq = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[4], seq .. ' ' .. m .. ' R ')
-return closed
-"""
-
-# KEYS: members zset. ARGV: member, ttl ms. Returns 1 if the member was registered (not swept meanwhile).
-HEARTBEAT_LUA = """
-local was = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local t = redis.call('TIME')
-redis.call('ZADD', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[2]), ARGV[1])
-if was then return 1 end
-return 0
-"""
-
-# Drops one member and its presence (shared by the sweep and a clean stop); appends the uids that left.
-_DROP_MEMBER_LUA = """
-local function drop_member(p, m, channel, closed)
-  local mkey = '{' .. p .. '}:m:' .. m
-  for _, u in ipairs(redis.call('HKEYS', mkey)) do
-    local ukey = '{' .. p .. '}:u:' .. u
-    redis.call('HDEL', ukey, m)
-    if redis.call('HLEN', ukey) == 0 then table.insert(closed, u) end
-  end
-  redis.call('DEL', mkey)
-  redis.call('ZREM', KEYS[1], m)
-  local seq = redis.call('INCR', KEYS[2])
-  redis.call('PUBLISH', channel, seq .. ' ' .. m .. ' - ')
-end
-"""
-
-# KEYS: members zset, seq. ARGV: prefix, presence channel, max members. Removes expired members (their presence
-# included); returns the uids that left the cluster with them. Atomic: one sweeper gets each dead member.
-SWEEP_LUA = _DROP_MEMBER_LUA + """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local closed = {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))) do
-  drop_member(ARGV[1], m, ARGV[2], closed)
-end
-return closed
-"""
-
-# KEYS: members zset, seq. ARGV: prefix. The presence of every live member: {seq, member, {uid, mask...}, ...}.
-SNAPSHOT_LUA = """
-local out = {redis.call('GET', KEYS[2]) or '0'}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  table.insert(out, m)
-  table.insert(out, redis.call('HGETALL', '{' .. ARGV[1] .. '}:m:' .. m))
-end
-return out
-"""
-
-# KEYS: members zset, seq. ARGV: prefix, member, presence channel. A member leaving on purpose (a clean stop).
-REMOVE_LUA = _DROP_MEMBER_LUA + """
-local closed = {}
-drop_member(ARGV[1], ARGV[2], ARGV[3], closed)
-return closed
-"""
-
-
-# ---------------------------------------------------------------------- the link
 
 
 @dataclass
@@ -321,11 +107,7 @@ class RedisLink:
         # this worker's own presence (kept while Redis is down, for the re-registration)
         self._mine: dict[bytes, int] = {}
         self._mine_version = 0
-        # the other nodes' presence: uid EDN -> {member: mask}
-        self._view: dict[bytes, dict[str, int]] = {}
-        self._values: dict[bytes, Any] = {}
-        self._by_member: dict[str, set[bytes]] = {}
-        self._snap_seq = 0
+        self._view = RemoteView(self.node)
         # outbound work
         self._ops: deque[_Op] = deque()
         self._queue: deque[tuple[str, bytes]] = deque()
@@ -352,28 +134,18 @@ class RedisLink:
 
     def remote(self, uid: Any, transport: Transport) -> bool:
         """Whether another node holds a client of ``uid`` on ``transport``."""
-        if not self.active or not self._view:
-            return False
-        entry = self._view.get(uid_key(uid))
-        bit = MASKS[transport]
-        return entry is not None and any(mask & bit for mask in entry.values())
+        return self.active and self._view.remote(uid, transport)
 
     def remote_any(self, transport: Transport) -> bool:
         """Whether another node holds any client on ``transport`` (worth publishing a broadcast)."""
-        if not self.active:
-            return False
-        bit = MASKS[transport]
-        return any(mask & bit for entry in self._view.values() for mask in entry.values())
+        return self.active and self._view.remote_any(transport)
 
     def connected(self, uid: Any) -> bool:
-        return self.active and bool(self._view) and uid_key(uid) in self._view
+        return self.active and self._view.connected(uid)
 
     def uids(self, view: View) -> frozenset[Any]:
         """The uids other nodes hold (empty while Redis is down: the node serves its local view)."""
-        if not self.active:
-            return frozenset()
-        bit = MASKS[view]
-        return frozenset(self._values[k] for k, entry in self._view.items() if any(m & bit for m in entry.values()))
+        return self._view.uids(view) if self.active else frozenset()
 
     # ------------------------------------------------------------------ this worker's side (synchronous)
 
@@ -511,8 +283,6 @@ class RedisLink:
         self._fallback(ops)
         self._reset_due = True
         self._view.clear()
-        self._values.clear()
-        self._by_member.clear()
 
     def _fallback(self, ops: list[_Op]) -> None:
         for op in ops:
@@ -596,24 +366,7 @@ class RedisLink:
             self._fire(self._on_close, closed)
 
     async def _snapshot(self, client: Any) -> None:
-        reply = await client.eval(SNAPSHOT_LUA, 2, self._members_key, self._seq_key, self.prefix)
-        view: dict[bytes, dict[str, int]] = {}
-        by_member: dict[str, set[bytes]] = {}
-        for i in range(1, len(reply), 2):
-            member = reply[i].decode()
-            if self._own(member):
-                continue
-            flat = reply[i + 1]
-            uids = by_member.setdefault(member, set())
-            for j in range(0, len(flat), 2):
-                view.setdefault(flat[j], {})[member] = int(flat[j + 1])
-                uids.add(flat[j])
-        self._snap_seq = int(reply[0])
-        self._view, self._by_member = view, by_member
-        self._values = {k: self._values[k] if k in self._values else edn.loads(k.decode()) for k in view}
-
-    def _own(self, member: str) -> bool:
-        return member.rpartition("|")[0] == self.node
+        self._view.load(await client.eval(SNAPSHOT_LUA, 2, self._members_key, self._seq_key, self.prefix))
 
     async def _reader(self, client: Any, pubsub: Any) -> None:
         """The only task using the subscriber connection."""
@@ -623,43 +376,10 @@ class RedisLink:
                 continue
             data = message["data"]
             if message["channel"] == self._presence_ch.encode():
-                if self._on_presence(data):
+                if self._view.apply(data):
                     await self._snapshot(client)
             else:
                 self._on_message(data)
-
-    def _on_presence(self, data: bytes) -> bool:
-        """Apply one change to the view; True when the whole view must be reloaded (a member re-registered)."""
-        seq_b, member_b, mask_b, key = data.split(b" ", 3)
-        if int(seq_b) <= self._snap_seq:
-            return False
-        member = member_b.decode()
-        if self._own(member):
-            return False
-        if mask_b == b"R":
-            return True
-        if mask_b == b"-":
-            for key in self._by_member.pop(member, set()):
-                self._forget(key, member)
-            return False
-        mask = int(mask_b)
-        if mask:
-            self._view.setdefault(key, {})[member] = mask
-            self._by_member.setdefault(member, set()).add(key)
-            if key not in self._values:
-                self._values[key] = edn.loads(key.decode())
-        else:
-            self._by_member.get(member, set()).discard(key)
-            self._forget(key, member)
-        return False
-
-    def _forget(self, key: bytes, member: str) -> None:
-        entry = self._view.get(key)
-        if entry is not None:
-            entry.pop(member, None)
-            if not entry:
-                del self._view[key]
-                self._values.pop(key, None)
 
     def _on_message(self, message: bytes) -> None:
         try:
