@@ -9,7 +9,20 @@ import os
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-MODULES = ["types", "edn", "transit", "msgpack", "shm", "fanout"]
+MODULES = [
+    "types",
+    "edn",
+    "transit_rules",
+    "transit_json_writer",
+    "transit_msgpack_writer",
+    "transit_reader",
+    "transit_json_reader",
+    "transit_msgpack_reader",
+    "transit",
+    "msgpack",
+    "shm",
+    "fanout",
+]
 
 # Checks are globally off only where every index in a module is proven in range; each .pyx states
 # its own boundscheck/wraparound choice in its header, these are just the safe defaults.
