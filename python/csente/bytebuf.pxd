@@ -69,9 +69,9 @@ cdef inline int put(Buffer* b, const char* p, Py_ssize_t k) except -1:
     return 0
 
 
-cdef inline int putc(Buffer* b, char c) except -1:
+cdef inline int putc(Buffer* b, unsigned char c) except -1:
     if b.len >= b.cap:
         grow(b, 1)
-    b.data[b.len] = c
+    b.data[b.len] = <char>c
     b.len += 1
     return 0

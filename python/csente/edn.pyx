@@ -24,9 +24,10 @@ from uuid import UUID
 
 from libc.math cimport isinf, isnan
 from libc.stdint cimport uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy
 
+from csente cimport bytebuf
+from csente.bytebuf cimport Buffer
 from csente.numbers cimport (JAVA_DOUBLE_MAX, LONG_MAX_TEXT, exact_double, java_double, scan_digits,
                              write_long)
 from csente.types cimport Char, Keyword, Symbol, TaggedValue, jvm_text, keyword, symbol
@@ -218,12 +219,10 @@ cdef class _Reader:
     cdef object default
     cdef int max_depth
     cdef int discarding        # > 0 inside #_: tools.reader drops :readers and :default there
-    cdef unsigned char* tmp    # scratch for strings with escapes
-    cdef Py_ssize_t tmp_len
-    cdef Py_ssize_t tmp_cap
+    cdef Buffer tmp            # scratch for strings with escapes
 
     def __dealloc__(self):
-        free(self.tmp)
+        bytebuf.release(&self.tmp)
 
     cdef Py_ssize_t charpos(self, Py_ssize_t at) noexcept:
         """Byte offset -> character offset (continuation bytes don't start a character)."""
@@ -571,42 +570,31 @@ cdef class _Reader:
             self.fail(f"Invalid number: {self.text(start, j)}.", start)
         return x
 
-    cdef put(self, const unsigned char* p, Py_ssize_t k):
-        cdef unsigned char* grown
-        if self.tmp_len + k > self.tmp_cap:
-            self.tmp_cap = 2 * (self.tmp_len + k) + 64
-            grown = <unsigned char*>realloc(self.tmp, self.tmp_cap)
-            if grown == NULL:
-                raise MemoryError()
-            self.tmp = grown
-        memcpy(self.tmp + self.tmp_len, p, k)
-        self.tmp_len += k
-
     cdef put_cp(self, unsigned int cp):
         """Append a UTF-16 unit or code point; a low surrogate after a high one makes a pair, as in Java."""
         cdef unsigned char b[4]
-        cdef unsigned char* t = self.tmp + self.tmp_len - 3
-        if 0xDC00 <= cp <= 0xDFFF and self.tmp_len >= 3 and t[0] == 0xED and 0xA0 <= t[1] <= 0xAF:
+        cdef unsigned char* t = <unsigned char*>self.tmp.data + self.tmp.len - 3
+        if 0xDC00 <= cp <= 0xDFFF and self.tmp.len >= 3 and t[0] == 0xED and 0xA0 <= t[1] <= 0xAF:
             cp = 0x10000 + (((0xD000 | ((t[1] & 0x3F) << 6) | (t[2] & 0x3F)) - 0xD800) << 10) + (cp - 0xDC00)
-            self.tmp_len -= 3
+            self.tmp.len -= 3
         if cp < 0x80:
             b[0] = cp
-            self.put(b, 1)
+            bytebuf.put(&self.tmp, <const char*>b, 1)
         elif cp < 0x800:
             b[0] = 0xC0 | (cp >> 6)
             b[1] = 0x80 | (cp & 0x3F)
-            self.put(b, 2)
+            bytebuf.put(&self.tmp, <const char*>b, 2)
         elif cp < 0x10000:
             b[0] = 0xE0 | (cp >> 12)
             b[1] = 0x80 | ((cp >> 6) & 0x3F)
             b[2] = 0x80 | (cp & 0x3F)
-            self.put(b, 3)
+            bytebuf.put(&self.tmp, <const char*>b, 3)
         else:
             b[0] = 0xF0 | (cp >> 18)
             b[1] = 0x80 | ((cp >> 12) & 0x3F)
             b[2] = 0x80 | ((cp >> 6) & 0x3F)
             b[3] = 0x80 | (cp & 0x3F)
-            self.put(b, 4)
+            bytebuf.put(&self.tmp, <const char*>b, 4)
 
     cdef object read_string(self):
         cdef const unsigned char* s = self.s
@@ -633,8 +621,8 @@ cdef class _Reader:
         cdef unsigned char c
         cdef unsigned int cp
         cdef int w, d
-        self.tmp_len = 0
-        self.put(s + a, j - a)
+        self.tmp.len = 0
+        bytebuf.put(&self.tmp, <const char*>(s + a), j - a)
         self.i = j
         while True:
             if self.i >= n:
@@ -642,12 +630,12 @@ cdef class _Reader:
             c = s[self.i]
             if c == b'"':
                 self.i += 1
-                return PyUnicode_DecodeUTF8(<const char*>self.tmp, self.tmp_len, "surrogatepass")
+                return PyUnicode_DecodeUTF8(self.tmp.data, self.tmp.len, "surrogatepass")
             if c != b'\\':
                 run = self.i
                 while self.i < n and s[self.i] != b'"' and s[self.i] != b'\\':
                     self.i += 1
-                self.put(s + run, self.i - run)
+                bytebuf.put(&self.tmp, <const char*>(s + run), self.i - run)
                 continue
             esc = self.i
             self.i += 1
@@ -656,7 +644,7 @@ cdef class _Reader:
             cp = _decode_at(s, self.i, &w)
             self.i += w
             if cp < 0x80 and UNESCAPE[cp]:
-                self.put(&UNESCAPE[cp], 1)
+                bytebuf.put(&self.tmp, <const char*>&UNESCAPE[cp], 1)
             elif cp == 117:  # u
                 if self.i >= n:
                     self.fail("Unexpected EOF reading string.", n)
@@ -1092,53 +1080,27 @@ cdef object _datetime = _dt.datetime
 
 
 cdef class _Writer:
-    cdef char* buf
-    cdef Py_ssize_t len
-    cdef Py_ssize_t cap
+    cdef Buffer out
     cdef object writers
     cdef bint namespace_maps
     cdef bint wire             # text for the wire: lone surrogates as the JVM encodes them (jvm_text)
     cdef int depth
 
     def __dealloc__(self):
-        free(self.buf)
-
-    cdef int reserve(self, Py_ssize_t extra) except -1:
-        cdef char* grown
-        if self.len + extra > self.cap:
-            self.cap = 2 * (self.len + extra)
-            grown = <char*>realloc(self.buf, self.cap)
-            if grown == NULL:
-                raise MemoryError()
-            self.buf = grown
-        return 0
-
-    cdef inline int put(self, const char* p, Py_ssize_t k) except -1:
-        if self.len + k > self.cap:
-            self.reserve(k)
-        memcpy(self.buf + self.len, p, k)
-        self.len += k
-        return 0
-
-    cdef inline int putc(self, char c) except -1:
-        if self.len + 1 > self.cap:
-            self.reserve(1)
-        self.buf[self.len] = c
-        self.len += 1
-        return 0
+        bytebuf.release(&self.out)
 
     cdef int put_text(self, str s) except -1:
         """The UTF-8 of ``s`` as is (lone surrogates pass through, to come back in the final str)."""
         cdef Py_ssize_t k
         cdef const char* p
         if PyUnicode_IS_ASCII(s):
-            return self.put(<const char*>PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s))
+            return bytebuf.put(&self.out, <const char*>PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s))
         p = PyUnicode_AsUTF8AndSize(s, &k)
         if p != NULL:
-            return self.put(p, k)
+            return bytebuf.put(&self.out, p, k)
         PyErr_Clear()
         b = self.surrogate_text(s)
-        return self.put(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+        return bytebuf.put(&self.out, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
 
     cdef bytes surrogate_text(self, str s):
         """The UTF-8 of a string holding surrogates: kept as is (pr-str), or as the JVM writes it (wire)."""
@@ -1162,8 +1124,8 @@ cdef class _Writer:
                 b = self.surrogate_text(s)
                 p = <const unsigned char*>PyBytes_AS_STRING(b)
                 n = PyBytes_GET_SIZE(b)
-        self.reserve(2 * n + 2)
-        out = self.buf + self.len
+        bytebuf.reserve(&self.out, 2 * n + 2)
+        out = self.out.data + self.out.len
         out[0] = b'"'
         out += 1
         for k in range(n):
@@ -1178,13 +1140,12 @@ cdef class _Writer:
         memcpy(out, p + run, n - run)
         out += n - run
         out[0] = b'"'
-        self.len = out + 1 - self.buf
+        self.out.len = out + 1 - self.out.data
         return 0
 
     cdef int put_long(self, long long v) except -1:
-        if self.len + LONG_MAX_TEXT > self.cap:
-            self.reserve(LONG_MAX_TEXT)
-        self.len += write_long(v, self.buf + self.len)
+        bytebuf.reserve(&self.out, LONG_MAX_TEXT)
+        self.out.len += write_long(v, self.out.data + self.out.len)
         return 0
 
     cdef int put_int(self, object x) except -1:
@@ -1193,20 +1154,20 @@ cdef class _Writer:
         if not overflow:
             return self.put_long(v)
         self.put_text(str(x))
-        return self.putc(b'N')
+        return bytebuf.putc(&self.out, b'N')
 
     cdef int put_float(self, double v) except -1:
         """Java's Double.toString with shortest round-trip digits; Clojure's ##NaN ##Inf ##-Inf."""
         cdef char out[JAVA_DOUBLE_MAX]
         if isnan(v):
-            return self.put(b"##NaN", 5)
+            return bytebuf.put(&self.out, b"##NaN", 5)
         if isinf(v):
-            return self.put(b"##-Inf", 6) if v < 0 else self.put(b"##Inf", 5)
-        return self.put(out, java_double(v, out))
+            return bytebuf.put(&self.out, b"##-Inf", 6) if v < 0 else bytebuf.put(&self.out, b"##Inf", 5)
+        return bytebuf.put(&self.out, out, java_double(v, out))
 
     cdef int put_char(self, str c) except -1:
         name = _NAMED_CHARS.get(c)
-        self.putc(b'\\')
+        bytebuf.putc(&self.out, b'\\')
         return self.put_text(c if name is None else <str>name)
 
     cdef int enter(self) except -1:
@@ -1220,27 +1181,27 @@ cdef class _Writer:
         cdef Py_ssize_t k = 0
         cdef bint is_list = isinstance(items, list)
         self.enter()
-        self.putc(open_)
+        bytebuf.putc(&self.out, open_)
         while k < (PyList_GET_SIZE(items) if is_list else PyTuple_GET_SIZE(items)):
             if k:
-                self.putc(b' ')
+                bytebuf.putc(&self.out, b' ')
             x = <object>(PyList_GET_ITEM(items, k) if is_list else PyTuple_GET_ITEM(items, k))
             self.write(x)
             k += 1
         self.depth -= 1
-        return self.putc(close)
+        return bytebuf.putc(&self.out, close)
 
     cdef int put_iter(self, object items, const char* open_, char close) except -1:
         cdef bint first = True
         self.enter()
-        self.put(open_, len(open_))
+        bytebuf.put(&self.out, open_, len(open_))
         for x in items:
             if not first:
-                self.putc(b' ')
+                bytebuf.putc(&self.out, b' ')
             first = False
             self.write(x)
         self.depth -= 1
-        return self.putc(close)
+        return bytebuf.putc(&self.out, close)
 
     cdef int put_map(self, object m) except -1:
         cdef Py_ssize_t pos = 0
@@ -1250,35 +1211,35 @@ cdef class _Writer:
         cdef object ns = self.common_ns(m) if self.namespace_maps else None
         self.enter()
         if ns is not None:
-            self.put(b"#:", 2)
+            bytebuf.put(&self.out, b"#:", 2)
             self.put_text(ns)
-        self.putc(b'{')
+        bytebuf.putc(&self.out, b'{')
         if type(m) is dict or type(m) is FrozenDict:
             while PyDict_Next(m, &pos, &k, &v):
                 key = <object>k
                 value = <object>v
                 if not first:
-                    self.put(b", ", 2)
+                    bytebuf.put(&self.out, b", ", 2)
                 first = False
                 self.put_key(key, ns)
-                self.putc(b' ')
+                bytebuf.putc(&self.out, b' ')
                 self.write(value)
         else:
             for key, value in m.items():
                 if not first:
-                    self.put(b", ", 2)
+                    bytebuf.put(&self.out, b", ", 2)
                 first = False
                 self.put_key(key, ns)
-                self.putc(b' ')
+                bytebuf.putc(&self.out, b' ')
                 self.write(value)
         self.depth -= 1
-        return self.putc(b'}')
+        return bytebuf.putc(&self.out, b'}')
 
     cdef int put_key(self, object key, object ns) except -1:
         if ns is None:
             return self.write(key)
         if type(key) is Keyword:
-            self.putc(b':')
+            bytebuf.putc(&self.out, b':')
         return self.put_text((<Symbol>key).name if type(key) is Symbol else (<Keyword>key).name)
 
     cdef object common_ns(self, object m):
@@ -1298,9 +1259,9 @@ cdef class _Writer:
 
     cdef int put_tagged(self, str tag, object value) except -1:
         self.enter()
-        self.putc(b'#')
+        bytebuf.putc(&self.out, b'#')
         self.put_text(tag)
-        self.putc(b' ')
+        bytebuf.putc(&self.out, b' ')
         self.write(value)
         self.depth -= 1
         return 0
@@ -1310,7 +1271,7 @@ cdef class _Writer:
         if t is str:
             return self.put_str(x)
         if t is Keyword:
-            self.putc(b':')
+            bytebuf.putc(&self.out, b':')
             return self.put_text((<Keyword>x).text)
         if t is int:
             return self.put_int(x)
@@ -1319,11 +1280,11 @@ cdef class _Writer:
         if t is list:
             return self.put_seq(x, b'[', b']')
         if x is None:
-            return self.put(b"nil", 3)
+            return bytebuf.put(&self.out, b"nil", 3)
         if x is True:
-            return self.put(b"true", 4)
+            return bytebuf.put(&self.out, b"true", 4)
         if x is False:
-            return self.put(b"false", 5)
+            return bytebuf.put(&self.out, b"false", 5)
         if t is float:
             return self.put_float(PyFloat_AS_DOUBLE(x))
         if t is tuple:
@@ -1388,16 +1349,16 @@ cdef class _Writer:
                         f"(pass writers={{{t.__qualname__}: ...}} to give it a tag)")
 
     cdef int put_uuid(self, object x) except -1:
-        self.put(b'#uuid "', 7)
+        bytebuf.put(&self.out, b'#uuid "', 7)
         self.put_text(str(x))
-        return self.putc(b'"')
+        return bytebuf.putc(&self.out, b'"')
 
     cdef int put_ratio(self, object x) except -1:
         """A clojure.lang.Ratio prints as n/d; one with denominator 1 can only be an integer in Clojure."""
         if x.denominator == 1:
             return self.put_int(int(x.numerator))
         self.put_text(str(x.numerator))
-        self.putc(b'/')
+        bytebuf.putc(&self.out, b'/')
         return self.put_text(str(x.denominator))
 
     cdef int put_decimal(self, object x) except -1:
@@ -1405,7 +1366,7 @@ cdef class _Writer:
         if not x.is_finite():
             raise ValueError(f"EDN has no BigDecimal for {x!r}")
         self.put_text(str(x.copy_abs() if x.is_zero() else x))
-        return self.putc(b'M')
+        return bytebuf.putc(&self.out, b'M')
 
     cdef int put_inst(self, object x) except -1:
         """java.util.Date as Clojure prints it: UTC, millisecond precision, "-00:00"."""
@@ -1430,12 +1391,9 @@ def dumps(value, *, writers=None, bint namespace_maps=False, bint wire=False):
     (Clojure's ``*print-namespace-maps*``). Naive datetimes are a TypeError: EDN instants are absolute.
     """
     cdef _Writer w = _Writer.__new__(_Writer)
-    w.cap = 256
-    w.buf = <char*>malloc(w.cap)
-    if w.buf == NULL:
-        raise MemoryError()
+    bytebuf.init(&w.out, 256)
     w.writers = writers
     w.namespace_maps = namespace_maps
     w.wire = wire
     w.write(value)
-    return PyUnicode_DecodeUTF8(w.buf, w.len, "surrogatepass")
+    return PyUnicode_DecodeUTF8(w.out.data, w.out.len, "surrogatepass")

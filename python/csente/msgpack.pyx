@@ -33,10 +33,11 @@ from fractions import Fraction
 from uuid import UUID
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
 from cpython.object cimport Py_TYPE
 from libc.string cimport memcpy, memmove, memset
 
+from csente cimport bytebuf
+from csente.bytebuf cimport Buffer
 from csente.types cimport Char, Keyword, Symbol, keyword, symbol
 
 from csente.types import DecodeError, FrozenDict, List
@@ -254,9 +255,7 @@ cdef class _Writer:
     """One message being written. The map-key cache is a table of the keys written so far, by identity
     (keywords are interned) or, for strings, by value; a new generation empties it without clearing."""
 
-    cdef char* buf
-    cdef Py_ssize_t len
-    cdef Py_ssize_t cap
+    cdef Buffer out
     cdef list keys     # the cached keys, in index order (and the references the table borrows)
     cdef _Slot slots[SLOTS]
     cdef uint32_t gen
@@ -264,19 +263,16 @@ cdef class _Writer:
     cdef bint busy
 
     def __cinit__(self):
-        self.cap = 256
-        self.buf = <char*>malloc(self.cap)
-        if self.buf == NULL:
-            raise MemoryError()
+        bytebuf.init(&self.out, 256)
         self.keys = []
         self.gen = 1
 
     def __dealloc__(self):
-        free(self.buf)
+        bytebuf.release(&self.out)
 
     cdef void reset(self) noexcept:
         """Ready for the next message: empty buffer, empty cache (a new generation)."""
-        self.len = 0
+        self.out.len = 0
         self.depth = 0
         if self.keys:
             self.keys = []
@@ -316,36 +312,11 @@ cdef class _Writer:
             slot.index = <unsigned char>n
         return -1
 
-    cdef int reserve(self, Py_ssize_t extra) except -1:
-        cdef char* grown
-        if self.len + extra > self.cap:
-            self.cap = 2 * (self.len + extra)
-            grown = <char*>realloc(self.buf, self.cap)
-            if grown == NULL:
-                raise MemoryError()
-            self.buf = grown
-        return 0
-
-    cdef inline int put(self, const char* p, Py_ssize_t k) except -1:
-        if self.len + k > self.cap:
-            self.reserve(k)
-        memcpy(self.buf + self.len, p, k)
-        self.len += k
-        return 0
-
-    cdef inline int putc(self, unsigned char c) except -1:
-        if self.len + 1 > self.cap:
-            self.reserve(1)
-        self.buf[self.len] = <char>c
-        self.len += 1
-        return 0
-
     cdef inline int put_head(self, unsigned char tag, uint64_t v, int width) except -1:
         """``tag`` then ``v`` big-endian in ``width`` (1, 2, 4 or 8) bytes."""
         cdef char* p
-        if self.len + 9 > self.cap:
-            self.reserve(9)
-        p = self.buf + self.len
+        bytebuf.reserve(&self.out, 9)
+        p = self.out.data + self.out.len
         p[0] = <char>tag
         if width == 1:
             p[1] = <char>v
@@ -355,14 +326,14 @@ cdef class _Writer:
             _be32(p + 1, <uint32_t>v)
         else:
             _be64(p + 1, v)
-        self.len += 1 + width
+        self.out.len += 1 + width
         return 0
 
     cdef int put_long(self, long long v) except -1:
         """Sente's widths: fixint, then the narrowest of cc/cd/ce (d0/d1/d2) that holds it, else d3; never cf."""
         if v >= 0:
             if v <= 0x7F:
-                return self.putc(<unsigned char>v)
+                return bytebuf.putc(&self.out, <unsigned char>v)
             if v <= 0xFF:
                 return self.put_head(0xCC, <uint64_t>v, 1)
             if v <= 0xFFFF:
@@ -371,7 +342,7 @@ cdef class _Writer:
                 return self.put_head(0xCE, <uint64_t>v, 4)
             return self.put_head(0xD3, <uint64_t>v, 8)
         if v >= -32:
-            return self.putc(<unsigned char>(<int8_t>v))
+            return bytebuf.putc(&self.out, <unsigned char>(<int8_t>v))
         if v >= -128:
             return self.put_head(0xD0, <uint64_t>v, 1)
         if v >= -32768:
@@ -396,7 +367,7 @@ cdef class _Writer:
     cdef int put_sized(self, unsigned char fix, unsigned int fixmax, unsigned char base, Py_ssize_t n) except -1:
         """An array/map header: ``fix | n`` up to ``fixmax``, else :meth:`put_wide`."""
         if n <= fixmax:
-            return self.putc(fix | <unsigned char>n)
+            return bytebuf.putc(&self.out, fix | <unsigned char>n)
         return self.put_wide(base, n)
 
     cdef int put_wide(self, unsigned char base, Py_ssize_t n) except -1:
@@ -425,9 +396,8 @@ cdef class _Writer:
                 n = PyBytes_GET_SIZE(b)
         if n > 0xFFFFFFFFLL:
             raise EncodeError("Pack failed: a string over 4 GiB")
-        if self.len + n + EXT_RESERVE > self.cap:
-            self.reserve(n + EXT_RESERVE)
-        out = self.buf + self.len
+        bytebuf.reserve(&self.out, n + EXT_RESERVE)
+        out = self.out.data + self.out.len
         if kind != 255:
             h = _ext_head(out, kind, n)
         elif n <= 31:
@@ -446,32 +416,31 @@ cdef class _Writer:
             _be32(out + 1, <uint32_t>n)
             h = 5
         memcpy(out + h, p, n)
-        self.len += h + n
+        self.out.len += h + n
         return 0
 
     cdef int put_ext_head(self, unsigned char kind, Py_ssize_t n) except -1:
         if n > 0xFFFFFFFFLL:
             raise EncodeError("Pack failed: an ext payload over 4 GiB")
-        if self.len + EXT_RESERVE > self.cap:
-            self.reserve(EXT_RESERVE)
-        self.len += _ext_head(self.buf + self.len, kind, n)
+        bytebuf.reserve(&self.out, EXT_RESERVE)
+        self.out.len += _ext_head(self.out.data + self.out.len, kind, n)
         return 0
 
     cdef Py_ssize_t open_ext(self) except -1:
         """Start an ext whose payload is written next (a set's array, a ratio's two ints)."""
-        cdef Py_ssize_t start = self.len
-        self.reserve(EXT_RESERVE)
-        self.len += EXT_RESERVE
+        cdef Py_ssize_t start = self.out.len
+        bytebuf.reserve(&self.out, EXT_RESERVE)
+        self.out.len += EXT_RESERVE
         return start
 
     cdef int close_ext(self, Py_ssize_t start, unsigned char kind) except -1:
         """Put the header of the ext opened at ``start`` before its payload, now that its length is known."""
-        cdef Py_ssize_t n = self.len - start - EXT_RESERVE, h
-        self.len = start
+        cdef Py_ssize_t n = self.out.len - start - EXT_RESERVE, h
+        self.out.len = start
         self.put_ext_head(kind, n)
-        h = self.len - start
-        memmove(self.buf + start + h, self.buf + start + EXT_RESERVE, n)
-        self.len = start + h + n
+        h = self.out.len - start
+        memmove(self.out.data + start + h, self.out.data + start + EXT_RESERVE, n)
+        self.out.len = start + h + n
         return 0
 
     cdef int enter(self) except -1:
@@ -555,11 +524,11 @@ cdef class _Writer:
         delta = x - _EPOCH
         seconds = delta.days * 86400 + delta.seconds
         self.put_ext_head(0xFF, 12)
-        self.reserve(12)
-        p = self.buf + self.len
+        bytebuf.reserve(&self.out, 12)
+        p = self.out.data + self.out.len
         _be32(p, <uint32_t>(delta.microseconds * 1000))
         _be64(p + 4, <uint64_t>(<long long>seconds))
-        self.len += 12
+        self.out.len += 12
         return 0
 
     cdef int put_typed(self, object a) except -1:
@@ -573,7 +542,7 @@ cdef class _Writer:
             a.byteswap()
         payload = a.tobytes()
         self.put_ext_head(<unsigned char>(<int>_TYPED[code]), len(payload))
-        return self.put(PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload))
+        return bytebuf.put(&self.out, PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload))
 
     cdef int put_bin(self, object b) except -1:
         cdef bytes data = b if type(b) is bytes else bytes(b)
@@ -582,7 +551,7 @@ cdef class _Writer:
             self.put_head(0xC4, <uint64_t>n, 1)
         else:
             self.put_wide(0xC5, n)
-        return self.put(PyBytes_AS_STRING(data), n)
+        return bytebuf.put(&self.out, PyBytes_AS_STRING(data), n)
 
     cdef int write(self, object x) except -1:
         # the type as a raw pointer: no reference counting of shared type objects on the hottest path
@@ -600,11 +569,11 @@ cdef class _Writer:
         if t == <PyObject*>float:
             return self.put_double(PyFloat_AS_DOUBLE(x))
         if x is None:
-            return self.putc(0xC0)
+            return bytebuf.putc(&self.out, 0xC0)
         if x is True:
-            return self.putc(0xC3)
+            return bytebuf.putc(&self.out, 0xC3)
         if x is False:
-            return self.putc(0xC2)
+            return bytebuf.putc(&self.out, 0xC2)
         if t == <PyObject*>frozenset or t == <PyObject*>set:
             return self.put_set(x)
         if t == <PyObject*>Symbol:
@@ -637,7 +606,7 @@ cdef class _Writer:
             if (<Ext>x).type == 8:
                 raise EncodeError("Pack failed: ext type 8 is the map-key cache's own")
             self.put_ext_head(<unsigned char>(<int8_t>(<Ext>x).type), len((<Ext>x).data))
-            return self.put(PyBytes_AS_STRING((<Ext>x).data), PyBytes_GET_SIZE((<Ext>x).data))
+            return bytebuf.put(&self.out, PyBytes_AS_STRING((<Ext>x).data), PyBytes_GET_SIZE((<Ext>x).data))
         if isinstance(x, int):
             return self.put_int(int(x))
         if isinstance(x, float):
@@ -653,7 +622,7 @@ cdef class _Writer:
         raise EncodeError(f"Pack failed: unsupported type ({t.__module__}.{t.__qualname__})")
 
     cdef bytes result(self):
-        return PyBytes_FromStringAndSize(self.buf, self.len)
+        return PyBytes_FromStringAndSize(self.out.data, self.out.len)
 
 
 cdef _Writer _spare = _Writer()
@@ -670,12 +639,7 @@ cdef _Writer _writer():
 cdef void _done(_Writer w) noexcept:
     w.busy = False
     w.keys = []
-    if w.cap > 65536:  # do not keep a big message's buffer
-        free(w.buf)
-        w.cap = 256
-        w.buf = <char*>malloc(w.cap)
-        if w.buf == NULL:
-            w.cap = 0
+    bytebuf.trim(&w.out, 65536, 256)  # do not keep a big message's buffer
 
 
 def dumps(value):
@@ -732,18 +696,18 @@ def pack_batch(events):
             raise TypeError(f"pack_batch takes events from encode_event, got {type(item).__name__}")
     cdef _Writer w = _writer()
     try:
-        w.putc(0x92)
+        bytebuf.putc(&w.out, 0x92)
         w.put_sized(0x90, 15, 0xDC, n)
         for item in events:
             e = <EncodedEvent>item
             if e.cache is None or not keyed:
-                w.put(PyBytes_AS_STRING(e.data), PyBytes_GET_SIZE(e.data))
+                bytebuf.put(&w.out, PyBytes_AS_STRING(e.data), PyBytes_GET_SIZE(e.data))
                 if e.cache is not None:
                     w.load_cache(e.cache)
                     keyed = True
             else:
                 w.write(e.event)
-        w.putc(0xC0)
+        bytebuf.putc(&w.out, 0xC0)
         return w.result()
     finally:
         _done(w)
