@@ -11,6 +11,8 @@ from setuptools.command.build_ext import build_ext
 
 MODULES = [
     "types",
+    "edn_writer",
+    "edn_reader",
     "edn",
     "transit_rules",
     "transit_json_writer",
@@ -19,6 +21,8 @@ MODULES = [
     "transit_json_reader",
     "transit_msgpack_reader",
     "transit",
+    "msgpack_writer",
+    "msgpack_reader",
     "msgpack",
     "shm",
     "fanout",
