@@ -41,8 +41,14 @@ JOBS = os.cpu_count() or 1
 # CSENTE_OPT=0 builds without optimisation, much faster: for smoke tests of the packaging, never for speed.
 extra_compile_args = [f"-O{os.environ.get('CSENTE_OPT', '3')}"] if os.name != "nt" else []
 
-# CSENTE_ONLY=edn,types builds a subset (handy while iterating on one module).
+# CSENTE_ONLY=edn,types builds a subset (handy while iterating on one module): a name picks that module and
+# the ones it is split into (edn: edn, edn_writer, edn_reader), a full name like transit_json_writer just it.
 only = [m for m in os.environ.get("CSENTE_ONLY", "").split(",") if m]
+
+
+def selected(name: str) -> bool:
+    return not only or any(name == m or name.startswith(m + "_") for m in only)
+
 
 
 class cythonize_then_build_ext(build_ext):
@@ -63,7 +69,7 @@ setup(
     ext_modules=[
         Extension(f"csente.{name}", [f"python/csente/{name}.pyx"], extra_compile_args=extra_compile_args)
         for name in MODULES
-        if (not only or name in only) and os.path.exists(f"python/csente/{name}.pyx")
+        if selected(name) and os.path.exists(f"python/csente/{name}.pyx")
     ],
     cmdclass={"build_ext": cythonize_then_build_ext},
 )

@@ -2,6 +2,8 @@
 
 from libc.stdint cimport uint32_t
 
+from csente.transit_rules cimport CACHE_MAX
+
 cdef enum:
     MAX_DEPTH_LIMIT = 5000     # the C stack bounds how deep recursive descent may go
 
@@ -35,7 +37,16 @@ cdef class Reader:
 
     cdef int setup(self, handlers, int max_depth) except -1
     cdef object fail(self, str msg)
-    cdef void remember(self, object v)
+    cdef inline void remember(self, object v):
+        """Enter a value read into the read cache (inline here: both tokenizers call it per cached key)."""
+        if self.cache_n == CACHE_MAX:
+            self.cache_n = 0
+        if self.cache_n < len(self.cache):
+            self.cache[self.cache_n] = v
+        else:
+            self.cache.append(v)
+        self.cache_n += 1
+
     cdef object lookup(self, str code, bint head)
     cdef object string(self, str s, bint key, bint head)
     cdef object tilde(self, str s, uint32_t c1, bint head)

@@ -72,15 +72,6 @@ cdef class Reader:
     cdef object fail(self, str msg):
         raise DecodeError(msg, self.tok)
 
-    cdef void remember(self, object v):
-        if self.cache_n == CACHE_MAX:
-            self.cache_n = 0
-        if self.cache_n < len(self.cache):
-            self.cache[self.cache_n] = v
-        else:
-            self.cache.append(v)
-        self.cache_n += 1
-
     cdef object lookup(self, str code, bint head):
         cdef Py_ssize_t n = PyUnicode_GET_LENGTH(code), idx = -1
         cdef uint32_t a, b
