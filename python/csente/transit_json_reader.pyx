@@ -337,15 +337,21 @@ cdef class JsonReader(Reader):
         cdef unsigned char c
         self.ws()
         self.tok = self.i
-        if self.i >= self.n:
+        if self.i < self.n:
+            c = self.s[self.i]
+            self.i += 1
+            if c == ord(","):
+                return True
+            if c == close:
+                return False
+        return self.bad_item(close, what)
+
+    cdef int bad_item(self, unsigned char close, str what) except -1:
+        """next_item's errors, kept out of its inlined path."""
+        if self.tok >= self.n:
             self.fail(f"truncated input: unterminated {what}")
-        c = self.s[self.i]
-        self.i += 1
-        if c == ord(","):
-            return True
-        if c != close:
-            self.fail(f"expected ',' or '{chr(close)}' in {what}")
-        return False
+        self.fail(f"expected ',' or '{chr(close)}' in {what}")
+        return -1  # not reached: fail raises
 
     cdef object array(self, bint hashable, int depth):
         self.deeper(depth)

@@ -19,7 +19,7 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t
 
-from csente.transit_rules cimport CACHE_DIGITS, CACHE_MAX, MIN_CACHEABLE, u16len
+from csente.transit_rules cimport CACHE_DIGITS, MIN_CACHEABLE, u16len
 from csente.types cimport Char, TaggedValue, keyword, symbol
 
 from csente.transit_rules import EPOCH, URI

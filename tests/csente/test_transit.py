@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import re
 import uuid
 from decimal import Decimal
 from fractions import Fraction
@@ -336,6 +337,22 @@ def test_nested_dumps_inside_a_handler_does_not_disturb_the_outer_cache() -> Non
 )
 def test_malformed_input_is_a_decode_error_with_its_position(data: str, pos: int) -> None:
     with pytest.raises(DecodeError) as info:
+        loads(data)
+    assert info.value.pos == pos
+
+
+@pytest.mark.parametrize(
+    ("data", "message", "pos"),
+    [
+        ("[1,2", "truncated input: unterminated array", 4),
+        ("[1;2]", "expected ',' or ']' in array", 2),
+        ('["^ ","~:a",1 "b"]', "expected ',' or ']' in map", 14),
+        ('{"a":1 "b":2}', "expected ',' or '}' in object", 7),
+        ('{"a":1', "truncated input: unterminated object", 6),
+    ],
+)
+def test_a_bad_separator_or_end_after_an_item_says_which(data: str, message: str, pos: int) -> None:
+    with pytest.raises(DecodeError, match=re.escape(message)) as info:
         loads(data)
     assert info.value.pos == pos
 
