@@ -5,9 +5,11 @@ The extensions are cythonized when they are built, not when setup.py is read: an
 """
 
 import os
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 MODULES = [
     "types",
@@ -65,11 +67,22 @@ class cythonize_then_build_ext(build_ext):
             self.parallel = JOBS
 
 
+class build_py_with_dashboard(build_py):
+    """Ships the Grafana dashboard inside ``sente`` (as ``sente/grafana/sente.json``): ``sente dashboard-snapshot``
+    run from a wheel needs it, and grafana/ stays the one copy in the repository."""
+
+    def run(self) -> None:
+        super().run()
+        target = Path(self.build_lib, "sente", "grafana", "sente.json")
+        self.mkpath(str(target.parent))
+        self.copy_file("grafana/dashboards/sente.json", str(target))
+
+
 setup(
     ext_modules=[
         Extension(f"csente.{name}", [f"python/csente/{name}.pyx"], extra_compile_args=extra_compile_args)
         for name in MODULES
         if selected(name) and os.path.exists(f"python/csente/{name}.pyx")
     ],
-    cmdclass={"build_ext": cythonize_then_build_ext},
+    cmdclass={"build_ext": cythonize_then_build_ext, "build_py": build_py_with_dashboard},
 )

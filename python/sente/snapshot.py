@@ -17,8 +17,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "grafana" / "dashboards" / "sente.json"
-"""The dashboard of a source checkout (grafana/ is not installed with the package)."""
+_WHEEL_COPY = Path(__file__).resolve().parent / "grafana" / "sente.json"
+_CHECKOUT_COPY = Path(__file__).resolve().parents[2] / "grafana" / "dashboards" / "sente.json"
+DASHBOARD = _WHEEL_COPY if _WHEEL_COPY.is_file() else _CHECKOUT_COPY
+"""The dashboard: the copy a wheel carries (setup.py puts it there), else the source checkout's grafana/."""
 
 Series = list[tuple[str, list[tuple[float, float]]]]
 

@@ -110,8 +110,11 @@ def test_the_wheel_carries_data_and_stubs(venv: Path, tmp_path: Path) -> None:
     for name in ("py.typed", "edn.pyi", "transit.pyi", "transit_rules.pyi", "types.pxd", "shm.pxd", "bytebuf.pxd",
                  "transit_rules.pxd", "transit_reader.pxd", "edn_writer.pxd", "msgpack_writer.pxd"):
         assert (csente_dir / name).is_file(), name
-    for name in ("py.typed", "static/sente.js", "static/demo.html", "static/LICENSES.txt"):
+    for name in ("py.typed", "static/sente.js", "static/demo.html", "static/LICENSES.txt", "grafana/sente.json"):
         assert (sente_dir / name).is_file(), name
+    dashboard = run(venv / "python", "-c", "from sente.snapshot import DASHBOARD, load_dashboard; "
+                    "print(DASHBOARD, len(load_dashboard()['panels']))", cwd=tmp_path).split()
+    assert Path(dashboard[0]).is_relative_to(sente_dir) and int(dashboard[1]) >= 12, dashboard
 
 
 def test_version(venv: Path, tmp_path: Path) -> None:
