@@ -1,36 +1,12 @@
 """MessagePack as Sente's msgpack packer writes and reads it: ext types and the map-key cache (see msgpack.pyx)."""
 
-from collections.abc import Sequence
-from typing import Any
+from csente.msgpack_reader import CachedKey as CachedKey
+from csente.msgpack_reader import loads as loads
+from csente.msgpack_writer import EncodedEvent as EncodedEvent
+from csente.msgpack_writer import EncodeError as EncodeError
+from csente.msgpack_writer import Ext as Ext
+from csente.msgpack_writer import dumps as dumps
+from csente.msgpack_writer import encode_event as encode_event
+from csente.msgpack_writer import pack_batch as pack_batch
 
-class EncodeError(TypeError):
-    """A value Sente's msgpack packer cannot write; raised before any output is produced."""
-
-class Ext:
-    """An ext value of a type Sente does not define: the signed type and raw payload."""
-
-    @property
-    def type(self) -> int: ...
-    @property
-    def data(self) -> bytes: ...
-    def __init__(self, type: int, data: bytes) -> None: ...
-
-class CachedKey:
-    """A cache reference (ext 8) read outside a map-key position; ``key`` is what it refers to, or None."""
-
-    @property
-    def key(self) -> Any: ...
-    def __init__(self, key: Any) -> None: ...
-
-class EncodedEvent:
-    """An event packed alone, for :func:`pack_batch`."""
-
-    @property
-    def event(self) -> Any: ...
-    @property
-    def data(self) -> bytes: ...
-
-def dumps(value: Any) -> bytes: ...
-def loads(data: bytes | bytearray | memoryview, *, max_depth: int = 256, max_size: int = 67108864) -> Any: ...
-def encode_event(event: Any) -> EncodedEvent: ...
-def pack_batch(events: Sequence[EncodedEvent]) -> bytes: ...
+__all__ = ["CachedKey", "EncodeError", "EncodedEvent", "Ext", "dumps", "encode_event", "loads", "pack_batch"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import re
 import uuid
 from decimal import Decimal
 from fractions import Fraction
@@ -72,6 +73,74 @@ def test_handlers_apply_to_subclasses() -> None:
     assert dumps([Point3(1, 2)], handlers={Point: WriteHandler("point", lambda p: [p.x, p.y])}) == (
         '[["~#point",[1,2]]]'
     )
+
+
+class _Dict(dict[Any, Any]):
+    pass
+
+
+class _List(list[Any]):
+    pass
+
+
+class _Set(frozenset[Any]):
+    pass
+
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+class _Float(float):
+    pass
+
+
+class _Instant(dt.datetime):
+    pass
+
+
+class _Uuid(uuid.UUID):
+    pass
+
+
+class _Decimal(Decimal):
+    pass
+
+
+class _Bytes(bytes):
+    pass
+
+
+SUBCLASSED = [
+    (_Dict({"a": 1}), {"a": 1}),
+    (_List([1, "x"]), [1, "x"]),
+    (_Set({1}), frozenset({1})),
+    (_Str("~tilde"), "~tilde"),
+    (_Int(7), 7),
+    (_Float(1.5), 1.5),
+    (_Instant(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC), dt.datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)),
+    (_Uuid(int=5), uuid.UUID(int=5)),
+    (_Decimal("1.25"), Decimal("1.25")),
+    (_Bytes(b"ab"), b"ab"),
+]
+
+
+@pytest.mark.parametrize(("sub", "base"), SUBCLASSED, ids=lambda v: type(v).__name__)
+def test_every_writer_writes_a_subclass_of_a_supported_type_as_its_base_type(sub: Any, base: Any) -> None:
+    for value, plain in (([sub], [base]), ({"k": sub}, {"k": base})):
+        assert dumps(value) == dumps(plain)
+        assert dumps(value, verbose=True) == dumps(plain, verbose=True)
+        assert dumps_msgpack(value) == dumps_msgpack(plain)
+
+
+def test_every_writer_refuses_a_type_it_cannot_write() -> None:
+    for write in (dumps, dumps_msgpack):
+        with pytest.raises(TypeError, match=r"transit cannot write a value of type .*Point"):
+            write([Point(1, 2)])
 
 
 def test_read_handlers_override_built_in_tags() -> None:
@@ -268,6 +337,22 @@ def test_nested_dumps_inside_a_handler_does_not_disturb_the_outer_cache() -> Non
 )
 def test_malformed_input_is_a_decode_error_with_its_position(data: str, pos: int) -> None:
     with pytest.raises(DecodeError) as info:
+        loads(data)
+    assert info.value.pos == pos
+
+
+@pytest.mark.parametrize(
+    ("data", "message", "pos"),
+    [
+        ("[1,2", "truncated input: unterminated array", 4),
+        ("[1;2]", "expected ',' or ']' in array", 2),
+        ('["^ ","~:a",1 "b"]', "expected ',' or ']' in map", 14),
+        ('{"a":1 "b":2}', "expected ',' or '}' in object", 7),
+        ('{"a":1', "truncated input: unterminated object", 6),
+    ],
+)
+def test_a_bad_separator_or_end_after_an_item_says_which(data: str, message: str, pos: int) -> None:
+    with pytest.raises(DecodeError, match=re.escape(message)) as info:
         loads(data)
     assert info.value.pos == pos
 

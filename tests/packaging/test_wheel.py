@@ -107,7 +107,8 @@ def test_the_wheel_carries_data_and_stubs(venv: Path, tmp_path: Path) -> None:
     out = run(venv / "python", "-c", "import csente, sente, pathlib; print(pathlib.Path(csente.__file__).parent); "
               "print(pathlib.Path(sente.__file__).parent)", cwd=tmp_path)
     csente_dir, sente_dir = (Path(line) for line in out.split())
-    for name in ("py.typed", "edn.pyi", "transit.pyi", "groups.pyi", "types.pxd", "shm.pxd"):
+    for name in ("py.typed", "edn.pyi", "transit.pyi", "transit_rules.pyi", "groups.pyi", "types.pxd", "shm.pxd",
+                 "bytebuf.pxd", "transit_rules.pxd", "transit_reader.pxd", "edn_writer.pxd", "msgpack_writer.pxd"):
         assert (csente_dir / name).is_file(), name
     for name in ("py.typed", "static/sente.js", "static/demo.html", "static/LICENSES.txt", "grafana/sente.json"):
         assert (sente_dir / name).is_file(), name
