@@ -4,9 +4,12 @@
 the transports report, runs its timers on the event loop, and carries out its actions. It is:
 
 * an ASGI application for Sente's path (Ajax GET/POST; WebSockets over ASGI when mounted elsewhere),
-  delegating every other path to an optional inner ASGI app;
-* the :class:`~sente.transport.websocket.WsHandler` for the picows bridge in uvicorn's ``ws`` slot;
-* the API: ``send``, ``broadcast``, ``connected_uids``, ``events()``, ``on(...)``, ``start_router()``.
+  delegating every other path to an optional inner ASGI app (:mod:`sente.server_asgi`);
+* the :class:`~sente.transport.connection.WsHandler` for the picows bridge in uvicorn's ``ws`` slot;
+* the API: ``send``, ``broadcast``, ``connected_uids``, and on the receive side (:mod:`sente.server_inbox`)
+  ``events()``, ``on(...)``, ``start_router()``.
+
+This module drives the core (its actions carried out, its timer armed) and serves the picows bridge.
 
 Inside a host framework: ``chsk.mount(app)`` (Starlette/FastAPI: Sente at exactly :attr:`path`),
 ``app.mount("/", chsk.asgi())`` or ``app.mount("/prefix", chsk.asgi())`` (Sente at ``/prefix/chsk``) all work;

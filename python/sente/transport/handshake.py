@@ -56,7 +56,7 @@ class HttpResponse:
 _intern = sys.intern
 
 
-def _parse_upgrade(data: bytes, client: tuple[str, int] | None) -> UpgradeRequest:
+def parse_upgrade(data: bytes, client: tuple[str, int] | None) -> UpgradeRequest:
     """Parse the request uvicorn re-serialised: ``METHOD target HTTP/1.1`` + ``name: value`` lines."""
     head, _, _ = data.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
@@ -91,7 +91,7 @@ def _parse_upgrade(data: bytes, client: tuple[str, int] | None) -> UpgradeReques
     )
 
 
-def _handshake_error(request: UpgradeRequest) -> HttpResponse | None:
+def handshake_error(request: UpgradeRequest) -> HttpResponse | None:
     """RFC 6455 §4.2.1 checks uvicorn has not already made (it checked Upgrade and Connection)."""
     if request.method != "GET":
         return HttpResponse(405, [("Allow", "GET"), ("Content-Type", "text/plain")], b"Method Not Allowed")
@@ -111,7 +111,8 @@ def _handshake_error(request: UpgradeRequest) -> HttpResponse | None:
     return None
 
 
-def _http_response_bytes(resp: HttpResponse) -> bytes:
+def http_response_bytes(resp: HttpResponse) -> bytes:
+    """``resp`` as HTTP/1.1 bytes, with its own ``Content-Length`` and ``Connection: close``."""
     try:
         phrase = HTTPStatus(resp.status).phrase
     except ValueError:
@@ -127,7 +128,8 @@ def _http_response_bytes(resp: HttpResponse) -> bytes:
     return "".join(out).encode("latin-1") + resp.body
 
 
-def _canonical_upgrade(key: str) -> bytes:
+def canonical_upgrade(key: str) -> bytes:
+    """The least upgrade request picows accepts, carrying the client's key (picows answers the 101)."""
     return (
         b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key.encode("ascii") + b"\r\n\r\n"

@@ -49,10 +49,10 @@ from sente.transport.frames import build_binary_frame, build_close_frame, build_
 from sente.transport.handshake import (
     HttpResponse,
     UpgradeRequest,
-    _canonical_upgrade,
-    _handshake_error,
-    _http_response_bytes,
-    _parse_upgrade,
+    canonical_upgrade,
+    handshake_error,
+    http_response_bytes,
+    parse_upgrade,
 )
 
 if TYPE_CHECKING:
@@ -199,16 +199,16 @@ class _PicowsInUvicorn(_PicowsServerProtocol):
         peer = raw.get_extra_info("peername")
         client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
         try:
-            request = _parse_upgrade(data, client)
-            refusal = _handshake_error(request)
+            request = parse_upgrade(data, client)
+            refusal = handshake_error(request)
             handler: WsHandler | None = None
             if refusal is None:
                 handler = self._options.handler_factory()
                 refusal = handler.ws_accept(request)
-            payload = _http_response_bytes(refusal) if refusal is not None else None
+            payload = http_response_bytes(refusal) if refusal is not None else None
         except Exception:
             _LOG.exception("WebSocket upgrade failed")
-            payload = _http_response_bytes(HttpResponse(500, [("Content-Type", "text/plain")], b""))
+            payload = http_response_bytes(HttpResponse(500, [("Content-Type", "text/plain")], b""))
             handler = None
         if payload is not None or handler is None:
             raw.write(payload or b"")
@@ -219,7 +219,7 @@ class _PicowsInUvicorn(_PicowsServerProtocol):
         self._pending = conn
         self._conn = conn
         key = request.header("sec-websocket-key") or ""
-        self._feed(_canonical_upgrade(key))
+        self._feed(canonical_upgrade(key))
 
     def _take_listener(self, _request: WSUpgradeRequest) -> WSListener | None:
         conn, self._pending = self._pending, None
