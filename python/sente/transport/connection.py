@@ -55,6 +55,7 @@ class WsConnection(WSListener):
         "_close_timeout",
         "_close_timer",
         "_closing",
+        "_fd",
         "_frag_parts",
         "_frag_size",
         "_frag_text",
@@ -89,6 +90,7 @@ class WsConnection(WSListener):
         self.write_paused = False
         self._handler = handler
         self._raw = raw
+        self._fd = _socket_fd(raw)
         self._tr: WSTransport | None = None
         self._loop = asyncio.get_running_loop()
         self._max_size = max_message_size
@@ -245,6 +247,15 @@ class WsConnection(WSListener):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+
+
+def _socket_fd(raw: asyncio.Transport) -> int:
+    """The descriptor :func:`csente.fanout.write_frame` may ``send`` frames on directly: a plain TCP socket's; -1
+    under TLS (the bytes must go through the transport to be encrypted) or without a socket."""
+    sock = raw.get_extra_info("socket")
+    if sock is None or raw.get_extra_info("ssl_object") is not None:
+        return -1
+    return int(sock.fileno())
 
 
 def _close_reply(frame: WSFrame) -> int:
