@@ -10,8 +10,17 @@ connection the usual way. Nothing is ever written to a socket behind bytes the t
 it is closing (its descriptor may already be closed and reused).
 
 Connections are the picows bridge's: ``_raw`` is the asyncio transport, ``_fd`` its socket's descriptor (-1: always
-through the transport, e.g. under TLS), ``_closing``/``closed`` say whether to skip them.
+through the transport, e.g. under TLS), ``_closing`` says whether to skip it (a closed connection is closing too).
+Three attribute reads and the transport's two cheap queries are all the interpreter does per connection.
 """
+
+from cpython.ref cimport PyObject
+from cpython.sequence cimport PySequence_Fast
+
+cdef extern from "Python.h":
+    Py_ssize_t PySequence_Fast_GET_SIZE(object seq)
+    PyObject* PySequence_Fast_GET_ITEM(object seq, Py_ssize_t i)
+
 
 cdef extern from *:
     """
@@ -32,17 +41,18 @@ cdef extern from *:
     Py_ssize_t csente_send(int fd, const char *data, Py_ssize_t size) nogil
 
 
-def write_frame(list conns, bytes frame, Py_ssize_t cap):
-    """Write ``frame`` to every open connection in ``conns``; the connections now holding more than ``cap``
-    unsent bytes (slow consumers), in order, or None when there are none."""
-    cdef Py_ssize_t i, n = len(conns), size = len(frame), sent
+def write_frame(conns, bytes frame, Py_ssize_t cap):
+    """Write ``frame`` to every open connection in ``conns`` (a list or tuple: a Send's handles, not copied); the
+    connections now holding more than ``cap`` unsent bytes (slow consumers), in order, or None when there are none."""
+    cdef object seq = PySequence_Fast(conns, "write_frame: conns must be a sequence")
+    cdef Py_ssize_t i, n = PySequence_Fast_GET_SIZE(seq), size = len(frame), sent
     cdef const char *data = frame
     cdef int fd
     cdef list slow = None
     cdef object conn, transport
     for i in range(n):
-        conn = conns[i]
-        if conn._closing or conn.closed:
+        conn = <object>PySequence_Fast_GET_ITEM(seq, i)
+        if conn._closing:
             continue
         transport = conn._raw
         fd = conn._fd

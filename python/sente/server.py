@@ -369,7 +369,7 @@ class ChannelSocketServer(AsgiFace, Inbox):
         if not self._asgi_sockets:
             # Every handle is a picows bridge connection (the handle is the connection): one C loop writes
             # the frame to all of them; closed ones are skipped by their flags.
-            for conn in write_frame(list(action.handles), frame, cap) or ():
+            for conn in write_frame(action.handles, frame, cap) or ():
                 self._close_slow(conn)
             return
         for handle in action.handles:

@@ -29,7 +29,7 @@ class Transport:
 
 
 def conn(backlog: int = 0, closing: bool = False, closed: bool = False) -> Any:
-    return SimpleNamespace(_raw=Transport(backlog), _fd=-1, _closing=closing, closed=closed)
+    return SimpleNamespace(_raw=Transport(backlog), _fd=-1, _closing=closing or closed, closed=closed)
 
 
 def test_every_open_connection_gets_the_same_frame_object():
@@ -43,6 +43,12 @@ def test_closing_and_closed_connections_are_skipped():
     conns = [conn(closing=True), conn(closed=True), conn()]
     write_frame(conns, b"f", 100)
     assert [len(c._raw.written) for c in conns] == [0, 0, 1]
+
+
+def test_a_tuple_of_connections_is_written_as_it_is():
+    conns = (conn(), conn(closing=True))
+    assert write_frame(conns, b"f", 100) is None
+    assert [c._raw.written for c in conns] == [[b"f"], []]
 
 
 def test_connections_over_the_cap_come_back_in_order():
