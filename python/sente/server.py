@@ -37,7 +37,6 @@ from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 from csente.fanout import write_frame
 
 from . import metrics
-from .handlers import Handlers
 from .keys import StrKeysPacker
 from .loop_timer import LoopTimer
 from .packers import Packer, get_packer
@@ -45,7 +44,7 @@ from .protocol.backplane import Backplane, LocalBackplane, Transport, join_remot
 from .protocol.config import Response, ServerConfig
 from .protocol.events import TIMEOUT
 from .protocol.requests import Request
-from .protocol.server import Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore, ajax_response
+from .protocol.server import Action, Close, Dispatch, Respond, Send, ServerCore, ajax_response
 from .server_asgi import AsgiApp, AsgiFace
 from .server_inbox import Handler, Inbox, Source, _client_log, log
 from .sessions import HostSessions, Sessions, SessionStore, SignedCookieSessions, default_store
@@ -122,17 +121,9 @@ class ChannelSocketServer(AsgiFace, Inbox):
         self.stats = self.core.stats  # this process's counters (sente.metrics)
         metrics.track(self)
         self.slow_consumer_closes = 0
-        self.dropped_events = 0
-        self._recv: asyncio.Queue[tuple[EventMsg, Source | None]] | None = None
-        self._recv_size = recv_buffer
-        self._readers = 0  # the router and events() iterators reading the receive buffer now
-        self._source: Source | None = None  # the connection whose message the core is handling
-        self._queued: dict[Source, int] = {}  # messages each source has in the receive buffer
-        self._paused: set[WsConnection] = set()  # bridge WebSockets not read until the handlers catch up
-        self._handlers: Handlers[Handler] = Handlers()
+        self._init_inbox(recv_buffer)
         self._ws: dict[Any, WsConnection | AsgiWebSocket] = {}
         self._http: dict[object, asyncio.Future[Response]] = {}
-        self._router: asyncio.Task[None] | None = None
         self._timer = LoopTimer(asyncio.get_running_loop, self._on_timer)
         self._asgi_sockets = 0  # WebSockets over ASGI: while there are any, the C fan-out loop is not used
         self._pump_scheduled = False

@@ -47,6 +47,18 @@ class Inbox:
     _handlers: Handlers[Handler]
     _router: asyncio.Task[None] | None
 
+    def _init_inbox(self, recv_buffer: int) -> None:
+        """The empty buffer (made on first use) of at most ``recv_buffer`` messages, no handlers, no router."""
+        self.dropped_events = 0
+        self._recv = None
+        self._recv_size = recv_buffer
+        self._readers = 0
+        self._source = None
+        self._queued = {}
+        self._paused = set()
+        self._handlers = Handlers()
+        self._router = None
+
     def on(self, event: str | Keyword) -> Callable[[Handler], Handler]:
         """Decorator registering the handler of one event id (``"ns/name"`` or a Keyword)."""
         return self._handlers.on(event)
