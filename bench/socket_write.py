@@ -28,6 +28,7 @@ import picows
 import uvloop
 
 from csente.fanout import write_frame
+from sente.bench.metrics import raise_nofile
 from sente.transport.connection import _socket_fd
 from sente.transport.frames import build_text_frame
 
@@ -53,7 +54,7 @@ async def connect(n: int) -> tuple[list[asyncio.Transport], list[socket.socket]]
         s = socket.create_connection(("127.0.0.1", port))
         s.setblocking(False)
         clients.append(s)
-        if len(clients) % 100 == 0:
+        if len(clients) % 50 == 0:  # let the loop accept them (the listen backlog is finite)
             await asyncio.sleep(0)
     while len(accepted) < n:
         await asyncio.sleep(0.01)
@@ -123,6 +124,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1000, help="connections (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=200, help="frames per loop (default: %(default)s)")
     args = parser.parse_args()
+    if raise_nofile() < 2 * args.n + 100:
+        parser.error(f"-n {args.n} needs {2 * args.n + 100} open files; the limit is lower")
     uvloop.run(run(args.n, args.rounds))
 
 
