@@ -57,13 +57,14 @@ class MemoryConn:
     """Stands in for a picows WsConnection and its asyncio transport (``_raw``, what csente.fanout.write_frame
     writes to): keeps the last frames it is given."""
 
-    __slots__ = ("_closing", "_raw", "buffered_bytes", "closed", "frames", "request")
+    __slots__ = ("_closing", "_fd", "_raw", "buffered_bytes", "closed", "frames", "request")
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.buffered_bytes = 0
         self._closing = self.closed = False
         self._raw = self
+        self._fd = -1  # no socket: write_frame goes through write
 
     def send_frame(self, frame: bytes) -> None:
         if len(self.frames) >= 64:

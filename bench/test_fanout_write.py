@@ -28,6 +28,7 @@ class Conn:
     def __init__(self) -> None:
         self._closing = False
         self.closed = False
+        self._fd = -1  # no socket: write_frame goes through the transport's write
         self._raw = SimpleNamespace(write=collections.deque(maxlen=0).append, get_write_buffer_size=int)
 
     def send_frame(self, frame: bytes) -> None:

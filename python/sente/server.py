@@ -4,9 +4,12 @@
 the transports report, runs its timers on the event loop, and carries out its actions. It is:
 
 * an ASGI application for Sente's path (Ajax GET/POST; WebSockets over ASGI when mounted elsewhere),
-  delegating every other path to an optional inner ASGI app;
-* the :class:`~sente.transport.websocket.WsHandler` for the picows bridge in uvicorn's ``ws`` slot;
-* the API: ``send``, ``broadcast``, ``connected_uids``, ``events()``, ``on(...)``, ``start_router()``.
+  delegating every other path to an optional inner ASGI app (:mod:`sente.server_asgi`);
+* the :class:`~sente.transport.connection.WsHandler` for the picows bridge in uvicorn's ``ws`` slot;
+* the API: ``send``, ``broadcast``, ``connected_uids``, and on the receive side (:mod:`sente.server_inbox`)
+  ``events()``, ``on(...)``, ``start_router()``.
+
+This module drives the core (its actions carried out, its timer armed) and serves the picows bridge.
 
 Inside a host framework: ``chsk.mount(app)`` (Starlette/FastAPI: Sente at exactly :attr:`path`),
 ``app.mount("/", chsk.asgi())`` or ``app.mount("/prefix", chsk.asgi())`` (Sente at ``/prefix/chsk``) all work;
@@ -26,57 +29,34 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
-import inspect
-import logging
 import multiprocessing
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
-from urllib.parse import parse_qsl
 
 from csente.fanout import write_frame
-from csente.types import Keyword
 
 from . import metrics
-from .handlers import Handlers
 from .keys import StrKeysPacker
 from .loop_timer import LoopTimer
 from .packers import Packer, get_packer
 from .protocol.backplane import Backplane, LocalBackplane, Transport, join_remote
 from .protocol.config import Response, ServerConfig
 from .protocol.events import TIMEOUT
-from .protocol.ratelog import RateLimitedLog
 from .protocol.requests import Request
-from .protocol.server import Action, Close, Dispatch, EventMsg, Respond, Send, ServerCore, ajax_response
+from .protocol.server import Action, Close, Dispatch, Respond, Send, ServerCore, ajax_response
+from .server_asgi import AsgiApp, AsgiFace
+from .server_inbox import Handler, Inbox, Source, _client_log, log
 from .sessions import HostSessions, Sessions, SessionStore, SignedCookieSessions, default_store
-from .transport.asgi import (
-    TOO_LARGE,
-    AsgiWebSocket,
-    Receive,
-    Scope,
-    read_body,
-    request_from_scope,
-    route_path,
-    send_response,
-    wait_for_disconnect,
-)
-from .transport.asgi import Send as AsgiSend
+from .transport.asgi import AsgiWebSocket
 from .transport.frames import build_binary_frame, build_text_frame
 from .transport.websocket import HttpResponse, UpgradeRequest, WsConnection
 
-log = logging.getLogger("sente.server")
-_client_log = RateLimitedLog(log)  # conditions a client can cause: one line per interval per kind
+__all__ = ["AsgiApp", "ChannelSocketServer", "ClusterLink", "ConnectedUids", "Handler", "Source"]
 
-Handler = Callable[[EventMsg], Awaitable[None] | None]
-AsgiApp = Callable[[Scope, Receive, AsgiSend], Awaitable[None]]
 CLOSED_BY_SERVER = Response(503, "Connection closed by the server", (("Content-Type", "text/plain; charset=utf-8"),))
-TOO_MANY = Response(429, "Too many events waiting", (("Content-Type", "text/plain; charset=utf-8"),))
-Source = WsConnection | AsgiWebSocket | tuple[str, str]
-"""Where an event message came from, for fairness: its WebSocket, or ``("ajax", client-id)``."""
 THREAD_CALL_TIMEOUT_S = 10.0
 """How long ``send``/``connected_uids`` called from another thread wait for the server's loop to run them."""
-NO_HOST_SESSION = Response(500, "HostSessions: no session in the ASGI scope (add Starlette's SessionMiddleware)",
-                           (("Content-Type", "text/plain; charset=utf-8"),))
 
 
 @runtime_checkable
@@ -100,7 +80,7 @@ class ConnectedUids(NamedTuple):
     any: frozenset[Any]
 
 
-class ChannelSocketServer:
+class ChannelSocketServer(AsgiFace, Inbox):
     """One Sente endpoint. Options are :class:`~sente.protocol.config.ServerConfig`'s, by name.
 
     ``backplane`` connects it to the rest of a broker or cluster (default: this process alone, or what
@@ -141,17 +121,9 @@ class ChannelSocketServer:
         self.stats = self.core.stats  # this process's counters (sente.metrics)
         metrics.track(self)
         self.slow_consumer_closes = 0
-        self.dropped_events = 0
-        self._recv: asyncio.Queue[tuple[EventMsg, Source | None]] | None = None
-        self._recv_size = recv_buffer
-        self._readers = 0  # the router and events() iterators reading the receive buffer now
-        self._source: Source | None = None  # the connection whose message the core is handling
-        self._queued: dict[Source, int] = {}  # messages each source has in the receive buffer
-        self._paused: set[WsConnection] = set()  # bridge WebSockets not read until the handlers catch up
-        self._handlers: Handlers[Handler] = Handlers()
+        self._init_inbox(recv_buffer)
         self._ws: dict[Any, WsConnection | AsgiWebSocket] = {}
         self._http: dict[object, asyncio.Future[Response]] = {}
-        self._router: asyncio.Task[None] | None = None
         self._timer = LoopTimer(asyncio.get_running_loop, self._on_timer)
         self._asgi_sockets = 0  # WebSockets over ASGI: while there are any, the C fan-out loop is not used
         self._pump_scheduled = False
@@ -308,6 +280,12 @@ class ChannelSocketServer:
                       "without sente serve)", self.path,
                       "its sessions in memory" if memory else "no backplane")
 
+    def ops_asgi(self) -> AsgiApp:
+        """``/metrics``, ``/healthz`` and ``/readyz`` of this process, mountable in any ASGI app (:mod:`sente.ops`)."""
+        from .ops import ops_app
+
+        return ops_app(self)
+
     def connection_counts(self) -> tuple[int, int]:
         """(open WebSockets, registered Ajax clients) of this server, for ``sente_connections``."""
         return len(self._ws), sum(len(clients) for clients in self.core._uid_clients["ajax"].values())
@@ -320,77 +298,6 @@ class ChannelSocketServer:
     def on_connected_uids_change(self, callback: Callable[[ConnectedUids], None]) -> None:
         """Call ``callback`` with the new sets whenever any of them changes."""
         self._uid_listeners.append(callback)
-
-    def on(self, event: str | Keyword) -> Callable[[Handler], Handler]:
-        """Decorator registering the handler of one event id (``"ns/name"`` or a Keyword)."""
-        return self._handlers.on(event)
-
-    def on_default(self, handler: Handler) -> Handler:
-        """Decorator registering the handler for events with no handler of their own."""
-        return self._handlers.on_default(handler)
-
-    async def events(self) -> AsyncIterator[EventMsg]:
-        """Event messages as they arrive (an async iterator); the router reads the same stream."""
-        queue = self._queue()
-        self._readers += 1
-        try:
-            while True:
-                msg, source = await queue.get()
-                self._taken(source)
-                yield msg
-        finally:
-            self._readers -= 1
-
-    def start_router(self, handler: Handler | None = None) -> Callable[[], None]:
-        """Route every event message to ``handler`` (default: the registered handlers); returns a stop function.
-
-        One router at a time reads the stream: calling this while one runs returns the running router's stop
-        function when no new ``handler`` is given, and raises RuntimeError otherwise.
-        """
-        if self._router is not None and not self._router.done():
-            if handler is not None:
-                raise RuntimeError("a router is already running; stop it before starting another")
-            return self.stop_router
-        route = handler if handler is not None else self._route
-        queue = self._queue()
-
-        async def run() -> None:
-            self._readers += 1
-            try:
-                while True:
-                    msg, source = await queue.get()
-                    self._taken(source)
-                    try:
-                        result = route(msg)
-                        if inspect.isawaitable(result):
-                            await result
-                    except Exception as e:
-                        self.stats.handler_errors += 1
-                        _client_log.warning("handler", "the handler of %r (uid %r) raised %r", msg.id, msg.uid, e,
-                                            exc_info=e)
-            finally:
-                self._readers -= 1
-
-        self._router = asyncio.get_running_loop().create_task(run(), name="sente-router")
-        return self.stop_router
-
-    def stop_router(self) -> None:
-        """Stop the running router, if any; unread event messages stay in the stream."""
-        if self._router is not None:
-            self._router.cancel()
-            self._router = None
-
-    def _route(self, msg: EventMsg) -> Awaitable[None] | None:
-        handler = self._handlers.get(msg.id)
-        if handler is None:
-            log.debug("unhandled event %r from uid %r", msg.id, msg.uid)
-            return None
-        return handler(msg)
-
-    def _queue(self) -> asyncio.Queue[tuple[EventMsg, Source | None]]:
-        if self._recv is None:
-            self._recv = asyncio.Queue(self._recv_size)
-        return self._recv
 
     # ------------------------------------------------------------------ driving the core
 
@@ -453,7 +360,7 @@ class ChannelSocketServer:
         if not self._asgi_sockets:
             # Every handle is a picows bridge connection (the handle is the connection): one C loop writes
             # the frame to all of them; closed ones are skipped by their flags.
-            for conn in write_frame(list(action.handles), frame, cap) or ():
+            for conn in write_frame(action.handles, frame, cap) or ():
                 self._close_slow(conn)
             return
         for handle in action.handles:
@@ -491,78 +398,6 @@ class ChannelSocketServer:
     def _on_uid_left(self, uid: Any) -> None:
         self.core.uid_left_elsewhere(uid)
         self._pump()
-
-    def _enqueue(self, msg: EventMsg) -> None:
-        queue = self._queue()
-        source = self._source if msg.transport is not None else None  # system events have no source
-        if queue.full():
-            cap = self.config.max_queued_events_per_client
-            if source is not None and self._readers and self._queued.get(source, 0) >= cap:
-                self._flooded(source)  # its own message goes, not someone else's
-                return
-            _, dropped = queue.get_nowait()  # a sliding buffer, as Sente's: the oldest message goes
-            self._taken(dropped)
-            self.dropped_events += 1
-            self.stats.dropped_events += 1
-            _client_log.warning("recv_full", "receive buffer full (%d): dropped the oldest event message",
-                                self._recv_size)
-        if msg.reply is not None:
-            msg.reply = self._timed_reply(msg.reply)
-        queue.put_nowait((msg, source))
-        if source is not None:
-            self._queued[source] = count = self._queued.get(source, 0) + 1
-            if self._readers and isinstance(source, WsConnection):
-                self._throttle(source, count, queue)
-
-    def _throttle(self, conn: WsConnection, count: int,
-                  queue: asyncio.Queue[tuple[EventMsg, Source | None]]) -> None:
-        """Fairness: stop reading a WebSocket at its share of the receive buffer, or when the buffer is nearly
-        full (frames already read still arrive: one read can hold many)."""
-        cap = self.config.max_queued_events_per_client
-        if (count >= cap or queue.qsize() * 10 >= self._recv_size * 9) and conn not in self._paused:
-            self._paused.add(conn)
-            conn.pause_reading()
-
-    def _flooded(self, source: Source) -> None:
-        """The receive buffer is full and ``source`` holds its share of it already: its new message is dropped
-        and a WebSocket is closed with ``flood_close_code`` (an Ajax POST at its share was answered 429)."""
-        self.dropped_events += 1
-        self.stats.dropped_events += 1
-        if isinstance(source, tuple) or source.closed:
-            return
-        self.stats.count_rejection("flood")
-        _client_log.warning("flood", "closing a flooding WebSocket (client-id %r): receive buffer full, %d of its "
-                            "events waiting", source.request.param("client-id"), self._queued.get(source, 0))
-        source.close(self.config.flood_close_code, "too many events")
-
-    def _taken(self, source: Source | None) -> None:
-        """A message left the receive buffer: resume the WebSockets paused for it once below half."""
-        if source is None:
-            return
-        count = self._queued.get(source, 0) - 1
-        if count > 0:
-            self._queued[source] = count
-        else:
-            self._queued.pop(source, None)
-        if self._paused and (self._recv is None or self._recv.qsize() * 2 <= self._recv_size):
-            half = self.config.max_queued_events_per_client // 2
-            for conn in [c for c in self._paused if self._queued.get(c, 0) <= half]:
-                self._paused.discard(conn)
-                conn.resume_reading()
-
-    def _timed_reply(self, reply: Callable[[Any], bool]) -> Callable[[Any], bool]:
-        """``reply`` observing ``sente_reply_latency_seconds``: from the event's arrival to the reply going out."""
-        loop = asyncio.get_running_loop()
-        received = loop.time()
-        latency = self.stats.reply_latency
-
-        def timed(value: Any) -> bool:
-            sent = reply(value)
-            if sent:
-                latency.observe(loop.time() - received)
-            return sent
-
-        return timed
 
     def _with_session(self, request: Request) -> Request:
         session = request.host_session if self.host_sessions else self.sessions.load(request.cookies)
@@ -620,214 +455,6 @@ class ChannelSocketServer:
         self.core.ws_close(conn, self._now())
         self._pump()
 
-    # ------------------------------------------------------------------ ASGI
-
-    def asgi(self, inner: AsgiApp | None = None, *, csrf_token_path: str | None = None) -> AsgiApp:
-        """An ASGI app serving Sente's path and passing every other request to ``inner`` (else 404).
-
-        Paths are read inside the app it is mounted in (``path`` less ``root_path``): mounted at ``/`` it serves
-        :attr:`path`; at ``/prefix``, ``/prefix`` + :attr:`path`; at :attr:`path` itself, that path (Starlette's
-        ``Mount`` then forwards only ``path/``: :meth:`mount` serves the exact path). The lifespan starts the
-        server (:meth:`start`) and is handed on to ``inner``; without one, the first request starts it. With
-        ``csrf_token_path``, a GET there answers the session's CSRF token as text and sets the session cookie
-        when the session is new: how a page (or a Python client) gets the token it must present.
-        """
-
-        async def app(scope: Scope, receive: Receive, send: AsgiSend) -> None:
-            kind = scope["type"]
-            if kind == "lifespan":
-                await self._lifespan(inner, scope, receive, send)
-                return
-            local = route_path(scope) if kind in ("http", "websocket") else ""
-            if kind == "http" and csrf_token_path is not None and local == csrf_token_path:
-                await self._send_csrf_token(scope, send)
-            elif kind in ("http", "websocket") and self._is_endpoint(scope, local):
-                if not self._started:
-                    self._start_on_first_use()
-                if kind == "http":
-                    await self._ajax(scope, receive, send)
-                else:
-                    await self._asgi_ws(scope, receive, send)
-            elif inner is not None:
-                await inner(scope, receive, send)
-            elif kind == "http":
-                await send_response(send, Response(404, "Not Found"))
-            elif kind == "websocket":
-                await send({"type": "websocket.close", "code": 1008})
-
-        return app
-
-    def _is_endpoint(self, scope: Scope, local: str) -> bool:
-        """Sente's path inside the mounting app, or the mount point itself when mounted at Sente's path."""
-        if local == self.path:
-            return True
-        return local in ("", "/") and str(scope.get("root_path", "")).rstrip("/").endswith(self.path)
-
-    async def _lifespan(self, inner: AsgiApp | None, scope: Scope, receive: Receive, send: AsgiSend) -> None:
-        self.start()
-        try:
-            if inner is not None:
-                await inner(scope, receive, send)
-            else:
-                while (await receive())["type"] != "lifespan.shutdown":
-                    await send({"type": "lifespan.startup.complete"})
-                await send({"type": "lifespan.shutdown.complete"})
-        finally:
-            await self.stop()
-
-    def mount(self, app: Any) -> None:
-        """Serve Sente at exactly :attr:`path` of a Starlette or FastAPI ``app`` (WebSocket and Ajax), ahead of its
-        own routes, inside its middleware (sessions, auth). ``app.mount(path, chsk.asgi())`` cannot: Starlette's
-        ``Mount`` matches only paths beneath it, so it redirects ``/chsk`` (Ajax) and refuses it (WebSocket)."""
-        from starlette.routing import Route, WebSocketRoute
-
-        endpoint = _Endpoint(self.asgi())
-        app.router.routes[0:0] = [Route(self.path, endpoint), WebSocketRoute(self.path, endpoint)]
-
-    def ops_asgi(self) -> AsgiApp:
-        """``/metrics``, ``/healthz`` and ``/readyz`` of this process, mountable in any ASGI app (:mod:`sente.ops`)."""
-        from .ops import ops_app
-
-        return ops_app(self)
-
-    async def _send_csrf_token(self, scope: Scope, send: AsgiSend) -> None:
-        cors = self._cors_headers(scope)
-        if self.host_sessions:
-            host = request_from_scope(scope).host_session
-            if host is None:
-                await send_response(send, NO_HOST_SESSION)
-                return
-            token, set_cookie = HostSessions.csrf_token(host), None  # the middleware saves the session
-        else:
-            session, new = self.sessions.get_or_create(request_from_scope(scope).cookies)
-            new = new or "csrf-token" not in session
-            token = self.sessions.csrf_token(session)
-            set_cookie = self.sessions.save(session) if new else None
-        headers = [("Cache-Control", "no-store"), *cors] + ([("Set-Cookie", set_cookie)] if set_cookie else [])
-        await send_response(send, Response(200, token, (("Content-Type", "text/plain; charset=utf-8"),)), headers)
-
-    def _cors_headers(self, scope: Scope) -> list[tuple[str, str]]:
-        """CORS headers for a request from an origin in an explicit ``allowed_origins`` (credentials allowed)."""
-        allowed = self.config.allowed_origins
-        if allowed == "all":
-            return []
-        origin = next((v for k, v in scope.get("headers", ()) if k.lower() == b"origin"), None)
-        if origin is None or origin.decode("latin-1") not in allowed:
-            return []
-        return [("Access-Control-Allow-Origin", origin.decode("latin-1")),
-                ("Access-Control-Allow-Credentials", "true"), ("Vary", "Origin")]
-
-    async def _preflight(self, scope: Scope, send: AsgiSend) -> None:
-        """Answer a CORS preflight (``OPTIONS``) for an allowed origin; 405 for any other."""
-        cors = self._cors_headers(scope)
-        if not cors:
-            await send_response(send, Response(405, "Method Not Allowed"), [("Allow", "GET, POST, OPTIONS")])
-            return
-        asked = next((v for k, v in scope.get("headers", ()) if k.lower() == b"access-control-request-headers"), None)
-        cors += [
-            ("Access-Control-Allow-Methods", "GET, POST"),
-            ("Access-Control-Allow-Headers",
-             asked.decode("latin-1") if asked else "X-CSRF-Token, X-Requested-With, Content-Type"),
-            ("Access-Control-Max-Age", "600"),
-        ]
-        await send_response(send, Response(204, b"", (("Content-Type", "text/plain"),)), cors)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
-        await self.asgi()(scope, receive, send)
-
-    async def _ajax(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
-        method = scope["method"]
-        if method == "OPTIONS":
-            await self._preflight(scope, send)
-            return
-        if method not in ("GET", "POST"):
-            await send_response(send, Response(405, "Method Not Allowed"), [("Allow", "GET, POST, OPTIONS")])
-            return
-        cors = self._cors_headers(scope)
-        body = b""
-        source: Source | None = None
-        if method == "POST":
-            source = ("ajax", _client_id(scope))
-            if self._readers and self._queued.get(source, 0) >= self.config.max_queued_events_per_client:
-                self.stats.count_rejection("flood")
-                _client_log.warning("flood", "answered 429 to an Ajax POST (client-id %r): %d events waiting",
-                                    source[1], self._queued[source])
-                await send_response(send, TOO_MANY)
-                return
-            read = await read_body(receive, self.config.max_body_bytes)
-            if read is None:
-                self.stats.count_rejection("size")
-                await send_response(send, TOO_LARGE, [("Connection", "close"), *cors])
-                return
-            body = read
-            self.stats.events_received += 1
-            self.stats.bytes_received += len(body)
-        request = self._with_session(request_from_scope(scope, body))
-        handle = object()
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self._http[handle] = future
-        self._source = source
-        try:
-            if method == "GET":
-                self.core.ajax_get(handle, request, self._now())
-            else:
-                self.core.ajax_post(handle, request, self._now())
-            self._pump()
-        finally:
-            self._source = None
-        if not future.done():
-            gone = asyncio.ensure_future(wait_for_disconnect(receive))
-            await asyncio.wait((future, gone), return_when=asyncio.FIRST_COMPLETED)
-            gone.cancel()
-            if not future.done():
-                self._http.pop(handle, None)
-                self.core.ajax_gone(handle, self._now())
-                self._pump()
-                return
-        await send_response(send, future.result(), cors)
-
-    async def _asgi_ws(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
-        if (await receive())["type"] != "websocket.connect":
-            return
-        request = self._with_session(request_from_scope(scope))
-        refused = self.core.ws_accept(request)
-        if refused is not None:
-            self.stats.rejected(self.config, "ws", refused)
-            await _refuse_asgi_ws(scope, send, refused)
-            return
-        await send({"type": "websocket.accept"})
-        conn = AsgiWebSocket(send, request)
-        self._ws[conn] = conn
-        self._asgi_sockets += 1
-        self.stats.handshakes_ws += 1
-        self.core.ws_open(conn, request, self._now())
-        self._pump()
-        try:
-            while True:
-                message = await receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                if conn.closed:
-                    continue  # closing (too big, slow consumer): what the client still sends is ignored
-                data = message.get("text")
-                if data is None:
-                    data = message.get("bytes") or b""
-                size = _size(data)
-                if size > self.config.max_ws_message_bytes:
-                    self.stats.count_rejection("size")
-                    conn.close(1009, "message too big")
-                    continue
-                self.stats.events_received += 1
-                self.stats.bytes_received += size
-                self.core.ws_message(conn, data, self._now())
-                self._pump()
-        finally:
-            self._ws.pop(conn, None)
-            self._asgi_sockets -= 1
-            self.core.ws_close(conn, self._now())
-            self._pump()
-            await conn.finish()
-
     # ------------------------------------------------------------------ shutdown
 
     async def settle(self, timeout: float = 1.0) -> None:
@@ -857,38 +484,3 @@ class ChannelSocketServer:
         for conn in list(self._ws.values()):
             conn.close(close_code)
         self._pump()
-
-
-def _client_id(scope: Scope) -> str:
-    """The ``client-id`` query parameter of an ASGI request ("" without one)."""
-    query: bytes = scope.get("query_string", b"")
-    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-        if name == "client-id":
-            return value
-    return ""
-
-
-class _Endpoint:
-    """An ASGI app as an object: Starlette routes call objects as ASGI apps (functions as request handlers)."""
-
-    def __init__(self, app: AsgiApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: AsgiSend) -> None:
-        await self.app(scope, receive, send)
-
-
-def _size(data: str | bytes) -> int:
-    """A message's size in bytes: text counts as its UTF-8 encoding (ASCII text is not encoded to know it)."""
-    return len(data.encode("utf-8")) if isinstance(data, str) and not data.isascii() else len(data)
-
-
-async def _refuse_asgi_ws(scope: Scope, send: AsgiSend, response: Response) -> None:
-    """Answer a refused ASGI WebSocket with the HTTP response where the server supports it, else close 1008."""
-    if "websocket.http.response" in scope.get("extensions", {}):
-        body = response.body.encode() if isinstance(response.body, str) else response.body
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-        await send({"type": "websocket.http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": 1008})

@@ -21,7 +21,7 @@ import pytest
 
 from sente.client import ConnectTimeout, connect
 from sente.client.probe import probe
-from tests.sente.cluster.test_processes import Output, process
+from tests.sente.cluster.test_processes import Output, next_event, process
 from tests.sente.test_serve import free_port
 
 APP = "tests.sente.stack_apps:fastapi_mounted"
@@ -61,6 +61,9 @@ def test_https_and_wss_on_one_port_with_the_client_trusting_the_certificate(cert
                 assert (client.state.type, client.state.uid) == (kind, "alice")
                 reply = await client.request(["test/whoami", None], timeout=5)
                 assert reply["pid"] > 0  # the router runs: sente serve started it
+                client.send(["test/shout", kind])  # a push: written by the fan-out loop, through TLS
+                while await next_event(client, "test/shouted") != kind:
+                    pass  # the Ajax client may first get the WebSocket's shout, held for alice
         async with connect(url, type="ws", params={"uid": "bob"}, ssl=False) as client:  # no verification
             assert client.state.uid == "bob"
         with pytest.raises(ConnectTimeout, match="certificate verify failed: self-signed certificate"):

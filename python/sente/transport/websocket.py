@@ -28,34 +28,32 @@ picows internals relied on: ``picows.picows.WSProtocol`` is not exported by ``pi
 project pins the picows version for that; ``tests/sente/transport/test_websocket.py`` fails loudly
 if the version or the constructor changes.
 
-Behaviour: text frames reach the handler as ``str`` (invalid UTF-8 closes 1007), binary as
-``bytes``; fragments are reassembled; a message over ``max_message_size`` (default 4 MiB, like
-http-kit's ``:max-ws``) closes 1009; malformed frames close 1002 (picows); a frame with RSV bits set
-closes 1002 (no extension is ever negotiated); protocol PINGs are answered with PONG (here, not by
-picows's auto-pong, which answers before any check); a client close is echoed and reported with its
-code (a code an endpoint must not send, such as 1006 or 5000, or a 1-byte close body, is answered
-1002; a reason that is not UTF-8, 1007). The client-caused failures are WARNING lines at most, rate-limited.
-Bytes a client pipelines after its upgrade request, before the 101, are dropped by uvicorn.
+What a connection does with the frames (close codes, fragments, PING/PONG) is :mod:`sente.transport.connection`'s;
+the upgrade's HTTP side is :mod:`sente.transport.handshake`'s. Client-caused failures are WARNING lines at most,
+rate-limited. Bytes a client pipelines after its upgrade request, before the 101, are dropped by uvicorn.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import logging
-import sys
-from base64 import b64decode
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
-from urllib.parse import unquote
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from picows import WSAutoPingStrategy, WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from picows import WSAutoPingStrategy, WSListener
 
 from sente.protocol.ratelog import RateLimitedLog
-from sente.protocol.requests import Cookies, HeadLines, QueryPairs
+from sente.transport.connection import WsConnection, WsHandler
 from sente.transport.frames import build_binary_frame, build_close_frame, build_frame, build_text_frame
+from sente.transport.handshake import (
+    HttpResponse,
+    UpgradeRequest,
+    canonical_upgrade,
+    handshake_error,
+    http_response_bytes,
+    parse_upgrade,
+)
 
 if TYPE_CHECKING:
     from logging import LoggerAdapter
@@ -129,363 +127,6 @@ class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 _PICOWS_LOG = _PicowsLog(_LOG, {})
 
-_TEXT = WSMsgType.TEXT
-_BINARY = WSMsgType.BINARY
-_CONT = WSMsgType.CONTINUATION
-_CLOSE = WSMsgType.CLOSE
-_PING = WSMsgType.PING
-_NO_STATUS = 1005  # RFC 6455 §7.4.1: reported when a close frame carries no code
-
-
-# --------------------------------------------------------------------------------------------
-# Public value types
-
-
-@dataclass(slots=True)
-class UpgradeRequest:
-    """The client's upgrade request, as the handler sees it."""
-
-    method: str
-    path: str  # percent-decoded path, without the query
-    query_string: str  # the raw query string, undecoded, without "?"
-    query: Sequence[tuple[str, str]]  # decoded (name, value) pairs, in order, blanks kept
-    headers: Sequence[tuple[str, str]]  # (lower-case name, value), in order
-    cookies: Mapping[str, str]  # from the Cookie header(s); first occurrence of a name wins
-    client: tuple[str, int] | None  # peer (host, port)
-
-    def header(self, name: str) -> str | None:
-        """First value of header ``name`` (case-insensitive), or None."""
-        name = name.lower()
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
-
-    def param(self, name: str) -> str | None:
-        """First value of query parameter ``name``, or None."""
-        for k, v in self.query:
-            if k == name:
-                return v
-        return None
-
-
-@dataclass(slots=True)
-class HttpResponse:
-    """A plain HTTP response sent instead of the 101 when an upgrade is refused."""
-
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-
-
-class WsHandler(Protocol):
-    """What the server layer implements; all callbacks run on the event loop, synchronously."""
-
-    def ws_accept(self, request: UpgradeRequest) -> HttpResponse | None:
-        """None accepts (101); an HttpResponse is sent as-is and the socket closed."""
-        ...
-
-    def ws_opened(self, conn: WsConnection) -> None: ...
-
-    def ws_message(self, conn: WsConnection, data: str | bytes) -> None: ...
-
-    def ws_closed(self, conn: WsConnection, code: int | None) -> None:
-        """``code``: the peer's close code (1005 if its close frame had none), else the code we
-        sent if we closed first, else None (connection dropped without a close frame)."""
-        ...
-
-
-# --------------------------------------------------------------------------------------------
-# One connection
-
-
-class WsConnection(WSListener):
-    """One accepted WebSocket; picows delivers its frames here (a ``picows.WSListener``)."""
-
-    __slots__ = (
-        "_close_timeout",
-        "_close_timer",
-        "_closing",
-        "_frag_parts",
-        "_frag_size",
-        "_frag_text",
-        "_handler",
-        "_loop",
-        "_max_size",
-        "_raw",
-        "_tr",
-        "closed",
-        "failed",
-        "request",
-        "write_paused",
-    )
-
-    request: UpgradeRequest
-    closed: bool
-    failed: str | None
-    """Why this side failed the connection (a protocol error of the peer's), else None."""
-    write_paused: bool
-
-    def __init__(
-        self,
-        request: UpgradeRequest,
-        handler: WsHandler,
-        raw: asyncio.Transport,
-        max_message_size: int,
-        close_timeout: float,
-    ) -> None:
-        self.request = request
-        self.closed = False
-        self.failed = None
-        self.write_paused = False
-        self._handler = handler
-        self._raw = raw
-        self._tr: WSTransport | None = None
-        self._loop = asyncio.get_running_loop()
-        self._max_size = max_message_size
-        self._close_timeout = close_timeout
-        self._close_timer: asyncio.TimerHandle | None = None
-        self._closing = False
-        self._frag_parts: list[bytes] | None = None
-        self._frag_size = 0
-        self._frag_text = False
-
-    # -- sending ------------------------------------------------------------------------------
-
-    def send_text(self, text: str) -> None:
-        """Send one text frame (dropped silently once closing)."""
-        tr = self._tr
-        if tr is not None and not self._closing:
-            tr.send(_TEXT, text)
-
-    def send_bytes(self, data: bytes) -> None:
-        """Send one binary frame (dropped silently once closing)."""
-        tr = self._tr
-        if tr is not None and not self._closing:
-            tr.send(_BINARY, data)
-
-    def send_frame(self, frame: bytes) -> None:
-        """Write prebuilt frame bytes (see :func:`build_text_frame`) as-is on the socket."""
-        if not self._closing and not self.closed:
-            self._raw.write(frame)
-
-    def pause_reading(self) -> None:
-        """Stop reading the socket (backpressure: the peer's writes queue in the kernel, then block)."""
-        if not self.closed:
-            self._raw.pause_reading()
-
-    def resume_reading(self) -> None:
-        if not self.closed:
-            self._raw.resume_reading()
-
-    @property
-    def buffered_bytes(self) -> int:
-        """Bytes queued in the transport's write buffer (not yet accepted by the kernel)."""
-        return self._raw.get_write_buffer_size()
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the close handshake: send a close frame, drop the TCP connection when the peer
-        answers or after ``close_timeout``. Idempotent."""
-        tr = self._tr
-        if self._closing or self.closed or tr is None:
-            return
-        self._closing = True
-        tr.send_close(WSCloseCode(code), reason.encode("utf-8") if reason else None)
-        self._close_timer = self._loop.call_later(self._close_timeout, self._abort)
-
-    def _abort(self) -> None:
-        self._close_timer = None
-        if self._tr is not None:
-            self._tr.disconnect(False)
-
-    def _fail(self, code: int, reason: str) -> None:
-        """Protocol failure detected here: close with ``code``; ignore what the peer still sends."""
-        self._frag_parts = None
-        self.failed = reason
-        self.close(code, reason)
-
-    # -- picows callbacks -----------------------------------------------------------------------
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self._tr = transport
-        self._handler.ws_opened(self)
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        t = frame.msg_type
-        if frame.rsv1 or frame.rsv2 or frame.rsv3:  # no extension was negotiated (RFC 6455 §5.2)
-            if not self._closing:
-                self._fail(1002, "reserved bits set")
-            return
-        if t is _TEXT or t is _BINARY:
-            if self._closing:
-                return
-            if self._frag_parts is not None:
-                self._fail(1002, "new data frame inside a fragmented message")
-            elif frame.fin:
-                if t is _TEXT:
-                    try:
-                        text = frame.get_payload_as_utf8_text()
-                    except UnicodeDecodeError:
-                        self._fail(1007, "invalid UTF-8")
-                        return
-                    self._handler.ws_message(self, text)
-                else:
-                    self._handler.ws_message(self, frame.get_payload_as_bytes())
-            else:
-                self._frag_parts = [frame.get_payload_as_bytes()]
-                self._frag_size = frame.payload_size
-                self._frag_text = t is _TEXT
-        elif t is _CONT:
-            if self._closing:
-                return
-            parts = self._frag_parts
-            if parts is None:
-                self._fail(1002, "continuation frame without a message to continue")
-                return
-            self._frag_size += frame.payload_size
-            if self._frag_size > self._max_size:
-                self._fail(1009, "message too big")
-                return
-            parts.append(frame.get_payload_as_bytes())
-            if frame.fin:
-                self._frag_parts = None
-                data = b"".join(parts)
-                if self._frag_text:
-                    try:
-                        text = data.decode("utf-8")
-                    except UnicodeDecodeError:
-                        self._fail(1007, "invalid UTF-8")
-                        return
-                    self._handler.ws_message(self, text)
-                else:
-                    self._handler.ws_message(self, data)
-        elif t is _CLOSE:
-            if not self._closing:
-                # Peer-initiated: echo its code (RFC 6455 §5.5.1), or fail with 1002 (a code an endpoint must not
-                # send, a 1-byte body) or 1007 (a reason that is not UTF-8); then the server drops TCP first.
-                self._closing = True
-                reply = _close_reply(frame)
-                if reply >= 1002:
-                    self.failed = "invalid close frame"
-                transport.send_close(WSCloseCode(reply))
-            transport.disconnect()
-        elif t is _PING and not self._closing:
-            transport.send_pong(frame.get_payload_as_bytes())
-        # PONG needs nothing.
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        hs = transport.close_handshake
-        if not self._closing and self.failed is None and hs is not None and hs.sent is not None and hs.recv is None:
-            self.failed = f"malformed frame (closed {hs.sent.code.value})"  # picows's parser failed it
-        self.closed = True
-        self._closing = True
-        self._frag_parts = None
-        if self._close_timer is not None:
-            self._close_timer.cancel()
-            self._close_timer = None
-        code: int | None = None
-        if hs is not None:
-            if hs.recv is not None:
-                code = hs.recv.code.value or _NO_STATUS
-            elif hs.sent is not None:
-                code = hs.sent.code.value
-        self._handler.ws_closed(self, code)
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-
-
-def _close_reply(frame: WSFrame) -> int:
-    """The code to answer a peer's close frame with: its own when valid (none: 1000), else 1002 or 1007."""
-    if frame.payload_size == 0:
-        return 1000
-    if frame.payload_size == 1:
-        return 1002
-    code = int.from_bytes(frame.get_payload_as_bytes()[:2], "big")
-    if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
-        return 1002  # 1004-1006 and 1015 must not be sent; below 1000, 1016-2999 and 5000+ are not assigned
-    try:
-        frame.get_payload_as_bytes()[2:].decode("utf-8")
-    except UnicodeDecodeError:
-        return 1007
-    return code
-
-
-# --------------------------------------------------------------------------------------------
-# Handshake helpers
-
-
-_intern = sys.intern
-
-
-def _parse_upgrade(data: bytes, client: tuple[str, int] | None) -> UpgradeRequest:
-    """Parse the request uvicorn re-serialised: ``METHOD target HTTP/1.1`` + ``name: value`` lines."""
-    head, _, _ = data.partition(b"\r\n\r\n")
-    request_line, _, block = head.partition(b"\r\n")
-    method, _, rest = request_line.partition(b" ")
-    target, _, _version = rest.rpartition(b" ")
-    raw_path, _, raw_query = target.partition(b"?")
-    query_string = raw_query.decode("latin-1")
-    # Kept as the request's own bytes, parsed on each read: every open connection keeps its request (event
-    # messages carry it), and lists of small strings cost ~1.9 KB per idle connection.
-    headers = HeadLines(block)
-    return UpgradeRequest(
-        method=_intern(method.decode("latin-1")),
-        path=unquote(raw_path.decode("latin-1")),
-        query_string=query_string,
-        query=QueryPairs(query_string),
-        headers=headers,
-        cookies=Cookies(headers),
-        client=client,
-    )
-
-
-def _handshake_error(request: UpgradeRequest) -> HttpResponse | None:
-    """RFC 6455 §4.2.1 checks uvicorn has not already made (it checked Upgrade and Connection)."""
-    if request.method != "GET":
-        return HttpResponse(405, [("Allow", "GET"), ("Content-Type", "text/plain")], b"Method Not Allowed")
-    if request.header("sec-websocket-version") != "13":
-        return HttpResponse(
-            426,
-            [("Sec-WebSocket-Version", "13"), ("Content-Type", "text/plain")],
-            b"Unsupported WebSocket version",
-        )
-    key = request.header("sec-websocket-key") or ""
-    try:
-        ok = len(b64decode(key.encode("ascii"), validate=True)) == 16
-    except (UnicodeEncodeError, binascii.Error):
-        ok = False
-    if not ok:
-        return HttpResponse(400, [("Content-Type", "text/plain")], b"Missing or invalid Sec-WebSocket-Key")
-    return None
-
-
-def _http_response_bytes(resp: HttpResponse) -> bytes:
-    try:
-        phrase = HTTPStatus(resp.status).phrase
-    except ValueError:
-        phrase = ""
-    out = [f"HTTP/1.1 {resp.status} {phrase}\r\n"]
-    for name, value in resp.headers:
-        if any(c in name or c in value for c in "\r\n\0") or ":" in name:
-            raise ValueError(f"invalid header {name!r}")
-        if name.lower() in ("content-length", "connection", "transfer-encoding"):
-            continue
-        out.append(f"{name}: {value}\r\n")
-    out.append(f"Content-Length: {len(resp.body)}\r\nConnection: close\r\n\r\n")
-    return "".join(out).encode("latin-1") + resp.body
-
-
-def _canonical_upgrade(key: str) -> bytes:
-    return (
-        b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key.encode("ascii") + b"\r\n\r\n"
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # The protocol class in uvicorn's ws slot
 
@@ -558,16 +199,16 @@ class _PicowsInUvicorn(_PicowsServerProtocol):
         peer = raw.get_extra_info("peername")
         client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and len(peer) >= 2 else None
         try:
-            request = _parse_upgrade(data, client)
-            refusal = _handshake_error(request)
+            request = parse_upgrade(data, client)
+            refusal = handshake_error(request)
             handler: WsHandler | None = None
             if refusal is None:
                 handler = self._options.handler_factory()
                 refusal = handler.ws_accept(request)
-            payload = _http_response_bytes(refusal) if refusal is not None else None
+            payload = http_response_bytes(refusal) if refusal is not None else None
         except Exception:
             _LOG.exception("WebSocket upgrade failed")
-            payload = _http_response_bytes(HttpResponse(500, [("Content-Type", "text/plain")], b""))
+            payload = http_response_bytes(HttpResponse(500, [("Content-Type", "text/plain")], b""))
             handler = None
         if payload is not None or handler is None:
             raw.write(payload or b"")
@@ -578,7 +219,7 @@ class _PicowsInUvicorn(_PicowsServerProtocol):
         self._pending = conn
         self._conn = conn
         key = request.header("sec-websocket-key") or ""
-        self._feed(_canonical_upgrade(key))
+        self._feed(canonical_upgrade(key))
 
     def _take_listener(self, _request: WSUpgradeRequest) -> WSListener | None:
         conn, self._pending = self._pending, None
