@@ -29,25 +29,26 @@ class _LastParse:
         self.entry: tuple[object, Any] = (None, None)
 
 
-class HeadLines(Sequence[tuple[str, str]]):
-    """An HTTP head's header lines (``name: value``, ``\\r\\n``-separated) as ``(lower-case name, value)``
-    pairs, in order, decoded as latin-1 and parsed on each access."""
+class _PairsView(Sequence[tuple[str, str]]):
+    """``(name, value)`` pairs read from a request's own text (``_source``), parsed on each access; each subclass
+    keeps its last parse."""
 
-    __slots__ = ("_block",)
+    __slots__ = ("_source",)
 
-    def __init__(self, block: bytes) -> None:
-        self._block = block
+    _last: _LastParse
 
-    _last = _LastParse()
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    @staticmethod
+    def _parse(source: Any) -> list[tuple[str, str]]:
+        raise NotImplementedError
 
     def _pairs(self) -> list[tuple[str, str]]:
         source, parsed = self._last.entry
-        if source is not self._block:
-            parsed = []
-            for line in self._block.split(b"\r\n") if self._block else ():
-                name, _, value = line.partition(b":")
-                parsed.append((_intern(name.strip().lower().decode("latin-1")), value.strip().decode("latin-1")))
-            self._last.entry = (self._block, parsed)
+        if source is not self._source:
+            parsed = self._parse(self._source)
+            self._last.entry = (self._source, parsed)
         return parsed  # type: ignore[no-any-return]
 
     @overload
@@ -72,43 +73,31 @@ class HeadLines(Sequence[tuple[str, str]]):
         return repr(self._pairs())
 
 
-class QueryPairs(Sequence[tuple[str, str]]):
-    """A raw query string's decoded ``(name, value)`` pairs, in order, blanks kept, parsed on each access."""
+class HeadLines(_PairsView):
+    """An HTTP head's header lines (``name: value``, ``\\r\\n``-separated bytes) as ``(lower-case name, value)``
+    pairs, in order, decoded as latin-1."""
 
-    __slots__ = ("_query",)
-
-    def __init__(self, query_string: str) -> None:
-        self._query = query_string
-
+    __slots__ = ()
     _last = _LastParse()
 
-    def _pairs(self) -> list[tuple[str, str]]:
-        source, parsed = self._last.entry
-        if source is not self._query:
-            parsed = parse_qsl(self._query, keep_blank_values=True)
-            self._last.entry = (self._query, parsed)
-        return parsed  # type: ignore[no-any-return]
+    @staticmethod
+    def _parse(source: bytes) -> list[tuple[str, str]]:
+        pairs = []
+        for line in source.split(b"\r\n") if source else ():
+            name, _, value = line.partition(b":")
+            pairs.append((_intern(name.strip().lower().decode("latin-1")), value.strip().decode("latin-1")))
+        return pairs
 
-    @overload
-    def __getitem__(self, index: int) -> tuple[str, str]: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[tuple[str, str]]: ...
-    def __getitem__(self, index: int | slice) -> tuple[str, str] | Sequence[tuple[str, str]]:
-        return self._pairs()[index]
 
-    def __len__(self) -> int:
-        return len(self._pairs())
+class QueryPairs(_PairsView):
+    """A raw query string's decoded ``(name, value)`` pairs, in order, blanks kept."""
 
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._pairs())
+    __slots__ = ()
+    _last = _LastParse()
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and self._pairs() == list(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return repr(self._pairs())
+    @staticmethod
+    def _parse(source: str) -> list[tuple[str, str]]:
+        return parse_qsl(source, keep_blank_values=True)
 
 
 def parse_cookies(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
