@@ -143,11 +143,12 @@ class ChannelSocketServer(AsgiFace, Inbox):
 
         From another thread it waits for the server's loop to run it (a loop pass) and returns its answer.
         """
-        if not self._on_loop():
+        loop = self._own_loop()
+        if loop is None:
             return bool(self._from_thread(self.send, uid, event, flush=flush))
-        result = self.core.send(uid, event, self._now(), flush=flush)
+        result = self.core.send(uid, event, loop.time() * 1000.0, flush=flush)
         self.stats.events_pushed += result
-        self._pump()
+        self._after_push()
         return result
 
     def broadcast(self, event: Any, uids: Iterable[Any] | None = None) -> None:
@@ -156,12 +157,13 @@ class ChannelSocketServer(AsgiFace, Inbox):
         From another thread it is queued to the server's loop and returns at once (in order with that thread's
         other calls).
         """
-        if not self._on_loop():
+        loop = self._own_loop()
+        if loop is None:
             self._loop_for_threads().call_soon_threadsafe(self.broadcast, event, uids)
             return
-        self.core.broadcast(event, self._now(), uids=uids)
+        self.core.broadcast(event, loop.time() * 1000.0, uids=uids)
         self.stats.events_pushed += 1
-        self._pump()
+        self._after_push()
 
     @property
     def connected_uids(self) -> ConnectedUids:
@@ -173,13 +175,25 @@ class ChannelSocketServer(AsgiFace, Inbox):
 
     def _on_loop(self) -> bool:
         """Whether this call runs on the server's event loop (the first loop that uses the server becomes it)."""
+        return self._own_loop() is not None
+
+    def _own_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The server's event loop when this call runs on it, else None."""
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
-            return False
+            return None
         if self._loop is None or self._loop.is_closed():
             self._loop = running
-        return running is self._loop
+        return running if running is self._loop else None
+
+    def _after_push(self) -> None:
+        """A push queues actions only when it flushes or closes; otherwise it at most armed a flush timer (a loop
+        of sends to many uids skips a pump per uid)."""
+        if self.core.has_actions():
+            self._pump()
+        else:
+            self._arm_timer()
 
     def _loop_for_threads(self) -> asyncio.AbstractEventLoop:
         loop = self._loop

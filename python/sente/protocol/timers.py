@@ -47,6 +47,10 @@ class SansIOCore(Generic[A]):
         actions, self._actions = self._actions, []
         return actions
 
+    def has_actions(self) -> bool:
+        """Whether ``take_actions`` would return any (a driver can skip its pump when not)."""
+        return bool(self._actions)
+
     def next_deadline(self) -> float | None:
         """When ``tick`` must next be called (None: nothing scheduled)."""
         return self._timers.next_deadline()
