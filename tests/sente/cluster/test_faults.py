@@ -46,7 +46,7 @@ class Tab:
         self.uid = uid
         self.got: set[int] = set()
         self.closes = 0
-        self.open = False
+        self.is_open = False
 
     async def open(self, port: int, stack: contextlib.AsyncExitStack) -> None:
         status, _, token, headers = await fetch(port, "GET", f"/csrf-token?uid={self.uid}")
@@ -58,12 +58,12 @@ class Tab:
         ))
         client.on("test/server-push")(lambda msg: self.got.add(msg.data))
         client.on("chsk/state")(lambda msg: self._state(msg.data))
-        self.open = client.state.open
+        self.is_open = client.state.open
 
     def _state(self, change: Any) -> None:
         if change.old.open and not change.new.open:
             self.closes += 1
-        self.open = change.new.open
+        self.is_open = change.new.open
 
 
 async def push_all(port: int, tabs: list[Tab], n: int) -> dict[int, int]:
@@ -97,7 +97,7 @@ def test_sigkill_during_a_burst_loses_nothing_for_the_other_workers_clients(brok
             back = await wait_ready(broker.port, {1}, not_pid=victim)
             assert back[1] != victim, "worker 1 was restarted"
             reconnected = time.monotonic() + 30  # the killed worker's clients reconnect (backoff capped at 300 ms)
-            while time.monotonic() < reconnected and not all(t.open for t in tabs):
+            while time.monotonic() < reconnected and not all(t.is_open for t in tabs):
                 await asyncio.sleep(0.05)
             final = await push_all(broker.port, tabs, 1000)
             deadline = time.monotonic() + 10
