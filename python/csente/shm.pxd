@@ -48,6 +48,7 @@ cdef class SharedState:
     cdef int64_t _insert(self, const unsigned char* k, uint32_t klen, uint64_t h) except -2
     cdef int _key(self, object key, const unsigned char** kp, uint32_t* klen) except -1
     cdef bint _drop_holder(self, uint64_t s, uint64_t bit) noexcept
+    cdef void _changed(self) noexcept
     cdef void _settle_reservations(self, int producer) noexcept
     cdef uint64_t _count_records(self, unsigned char* lane, uint64_t h, uint64_t t) noexcept
     cdef unsigned char* _inbox(self, int consumer) noexcept

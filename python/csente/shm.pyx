@@ -175,6 +175,7 @@ cdef enum:
     H_LIVE = 192        # registry counters line
     H_REFUSALS = 200
     H_LOCK_STEALS = 208
+    H_CHANGES = 216     # bumped after every change to who holds which uid (connected_uids caches on it)
     H_PIDS = 256        # MAX_WORKERS u64
 
 # lane byte offsets
@@ -670,12 +671,14 @@ cdef class SharedState:
                     if ((c >> (32 if transport == AJAX else 0)) & COUNT_MASK) == COUNT_MASK:
                         raise OverflowError("connection count overflow")
                     cs_st_rlx(col, c + inc)
+                    self._changed()
                     return False
                 g = m & GEN_MASK
                 while (m >> 62) == ST_LIVE and (m & GEN_MASK) == g:
                     if cs_cas(<uint64_t*>self._slot(s), &m, m | bit):
                         self._crash(1)
                         cs_st_rlx(col, inc)
+                        self._changed()
                         return (m & HOLDERS) == 0
                 continue  # tombstoned (and maybe reused) meanwhile: start over
             self._lock()
@@ -690,6 +693,7 @@ cdef class SharedState:
             if s >= 0:
                 self._crash(2)
                 cs_st_rlx(self._col(self._index, s), inc)
+                self._changed()
                 return True
 
     def uid_disconnect(self, key, int transport):
@@ -713,9 +717,21 @@ cdef class SharedState:
         c -= (1ULL << shift)
         cs_st_rlx(col, c)
         if c != 0:
+            self._changed()
             return False
         self._crash(1)
-        return self._drop_holder(<uint64_t>s, bit)
+        left = self._drop_holder(<uint64_t>s, bit)
+        self._changed()
+        return left
+
+    cdef void _changed(self) noexcept:
+        cs_add(<uint64_t*>(self._base + H_CHANGES), 1)
+
+    def changes(self):
+        """A counter bumped after every connect, disconnect and reclaim anywhere in the broker: a connected-uids
+        scan read after it saw value ``n`` stays true while ``changes()`` is still ``n``."""
+        self._check()
+        return cs_ld_acq(<uint64_t*>(self._base + H_CHANGES))
 
     cdef bint _drop_holder(self, uint64_t s, uint64_t bit) noexcept:
         """Clear a holder bit with CAS; tombstone the slot if that emptied it. True if it did."""
@@ -858,6 +874,7 @@ cdef class SharedState:
                 key = PyBytes_FromStringAndSize(<char*>sp + S_KEY, (<uint32_t*>(sp + S_KLEN))[0])
                 if self._drop_holder(s, bit):
                     left.append(key)
+        self._changed()
         cdef uint64_t* lp = <uint64_t*>(self._base + H_LOCK)
         m = cs_ld_acq(lp)
         if m != 0 and (m & 0xFF) == <uint64_t>(worker_index + 1):

@@ -107,6 +107,24 @@ def test_connected_uids_views_by_transport(make):
     assert sorted(w0.connected_uids()) == [b"a", b"b", b"c"]
 
 
+def test_every_change_to_who_holds_a_uid_bumps_the_change_counter(make):
+    sup, name = make(2, uid_slots=64)
+    w0, w1 = SharedState.attach(name, 0), SharedState.attach(name, 1)
+    seen = [sup.changes()]
+    for step in (lambda: w0.uid_connect(b"a", WS),  # new uid
+                 lambda: w1.uid_connect(b"a", AJAX),  # another worker joins it
+                 lambda: w1.uid_connect(b"a", WS),  # one more connection of a holder
+                 lambda: w1.uid_disconnect(b"a", WS),  # one fewer, still held
+                 lambda: w0.uid_disconnect(b"a", WS),  # a holder lets go
+                 lambda: sup.reclaim_worker(1, force=True)):  # a dead worker's share goes
+        step()
+        seen.append(w0.changes())
+    assert seen == sorted(set(seen)), seen  # strictly increasing
+    assert sup.connected_uids() == [] and sup.changes() == seen[-1]  # reading changes nothing
+    w0.close()
+    w1.close()
+
+
 def test_disconnect_without_connection_is_an_error(make):
     _sup, name = make(2, uid_slots=64)
     w0 = SharedState.attach(name, 0)

@@ -231,6 +231,7 @@ class ShmBackplane:
         self._registrations: dict[Any, int] = {}  # Ajax registrations here, by uid
         self.max_outbox_bytes = MAX_OUTBOX_BYTES
         self._long: dict[bytes, Any] = {}  # digest keys of long uids -> the uid (a cache)
+        self._uids: dict[View, tuple[int, frozenset[Any]]] = {}  # view -> (state.changes() it was read at, uids)
         self._drained: set[int] = set()  # workers that said they are draining (settle)
         self._parts: dict[int, list[bytes]] = {}  # KIND_PART records received so far, by producer
         self._outbox: dict[int, deque[tuple[int, bytes, bytes]]] = {}  # records waiting for room, by destination
@@ -282,9 +283,18 @@ class ShmBackplane:
         return uid
 
     def uids(self, view: View) -> frozenset[Any]:
+        """The broker's connected uids: one scan of the registry per change anywhere in it, not one per call (a
+        Sente app reads ``connected_uids.any`` for every push)."""
+        changes = self.state.changes()
+        cached = self._uids.get(view)
+        if cached is not None and cached[0] == changes:
+            return cached[1]
         keys = self.state.connected_uids(_SHM_TRANSPORT[view])
-        uids = (self._uid(key) for key in keys if key[0] not in _NOT_UIDS)
-        return frozenset(uid for uid in uids if uid is not _UNKNOWN)
+        found = [self._uid(key) for key in keys if key[0] not in _NOT_UIDS]
+        uids = frozenset(uid for uid in found if uid is not _UNKNOWN)
+        if len(uids) == len(found):  # a long uid whose text is not readable yet is looked for again next time
+            self._uids[view] = (changes, uids)
+        return uids
 
     def connected(self, uid: Any) -> bool:
         return self.state.holds(self._key(uid))

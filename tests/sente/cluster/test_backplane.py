@@ -390,3 +390,20 @@ def test_records_waiting_for_a_worker_that_exits_are_dropped_not_handed_to_its_r
 
     with backplanes(segment) as (bps, _, _):
         asyncio.run(main(*bps))
+
+
+def test_connected_uids_are_read_once_per_change_in_the_broker(segment: str) -> None:
+    here, there = shm.SharedState.attach(segment, 0), shm.SharedState.attach(segment, 1)
+    try:
+        backplane = ShmBackplane(here)
+        there.uid_connect(registry_key("alice", there.max_key), shm.WS)
+        first = backplane.uids("any")
+        assert first == {"alice"}
+        assert backplane.uids("any") is first  # nothing changed: the same set, no scan
+        there.uid_connect(registry_key("bob", there.max_key), shm.AJAX)  # another worker's change is seen
+        assert backplane.uids("any") == {"alice", "bob"} and backplane.uids("ws") == {"alice"}
+        there.uid_disconnect(registry_key("alice", there.max_key), shm.WS)
+        assert backplane.uids("any") == {"bob"} and backplane.uids("ws") == frozenset()
+    finally:
+        here.close()
+        there.close()
