@@ -34,6 +34,7 @@ class CompositeBackplane:
 
     def __init__(self, local: Backplane, link: RedisLink) -> None:
         self.local, self.link = local, link
+        self._unions: dict[View, tuple[frozenset[Any], frozenset[Any], frozenset[Any]]] = {}  # (local, remote, union)
         self._counts: dict[tuple[Transport, Any], int] = {}  # this worker's clients
         self._core: Any = None
         self._on_uid_left: Callable[[Any], None] | None = None
@@ -63,8 +64,15 @@ class CompositeBackplane:
         return gone_from_node
 
     def uids(self, view: View) -> frozenset[Any]:
-        remote = self.link.uids(view)
-        return self.local.uids(view) | remote if remote else self.local.uids(view)
+        """This node's uids and the other nodes': the union is made again only when one side's (cached) set is
+        a new one."""
+        local, remote = self.local.uids(view), self.link.uids(view)
+        if not remote:
+            return local
+        cached = self._unions.get(view)
+        if cached is None or cached[0] is not local or cached[1] is not remote:
+            cached = self._unions[view] = (local, remote, local | remote)
+        return cached[2]
 
     def connected(self, uid: Any) -> bool:
         return self.local.connected(uid) or self.link.connected(uid)

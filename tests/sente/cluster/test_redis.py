@@ -221,6 +221,22 @@ def test_presence_is_cluster_wide_and_uidport_fires_once(redis_server: RedisServ
     asyncio.run(go())
 
 
+def test_connected_uids_of_the_cluster_are_one_set_until_presence_changes(redis_server: RedisServer) -> None:
+    async def go() -> None:
+        async with nodes(redis_server.url, "a", "b") as (a, b):
+            a.join("alice")
+            b.join("bob")
+            await wait_until(lambda: a.bp.uids("any") == {"alice", "bob"}, what="presence")
+            first = a.bp.uids("any")
+            assert a.bp.uids("any") is first  # read for every push: the same set while nothing changes
+            b.join("carl")
+            await wait_until(lambda: a.bp.uids("any") == {"alice", "bob", "carl"}, what="another node's change")
+            a.leave("alice")
+            assert a.bp.uids("any") == {"bob", "carl"}  # this node's change
+
+    asyncio.run(go())
+
+
 def test_uids_that_join_while_a_link_connects_are_registered(redis_server: RedisServer) -> None:
     async def go() -> None:
         async with nodes(redis_server.url, "a") as (a,):

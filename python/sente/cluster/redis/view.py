@@ -23,6 +23,7 @@ class RemoteView:
         self._values: dict[bytes, Any] = {}
         self._by_member: dict[str, set[bytes]] = {}
         self._snap_seq = 0
+        self._uids: dict[View, frozenset[Any]] = {}  # uids() answers, until the view changes
 
     def __bool__(self) -> bool:
         return bool(self._view)
@@ -45,10 +46,15 @@ class RemoteView:
 
     def uids(self, view: View) -> frozenset[Any]:
         """The uids other nodes hold on ``view``'s transports."""
-        bit = MASKS[view]
-        return frozenset(self._values[k] for k, entry in self._view.items() if any(m & bit for m in entry.values()))
+        uids = self._uids.get(view)
+        if uids is None:
+            bit = MASKS[view]
+            uids = frozenset(self._values[k] for k, entry in self._view.items() if any(m & bit for m in entry.values()))
+            self._uids[view] = uids
+        return uids
 
     def clear(self) -> None:
+        self._uids.clear()
         self._view.clear()
         self._values.clear()
         self._by_member.clear()
@@ -71,6 +77,7 @@ class RemoteView:
                 view.setdefault(flat[j], {})[member] = int(flat[j + 1])
                 uids.add(flat[j])
         self._snap_seq = int(reply[0])
+        self._uids.clear()
         self._view, self._by_member = view, by_member
         self._values = {k: self._values[k] if k in self._values else edn.loads(k.decode()) for k in view}
 
@@ -84,6 +91,7 @@ class RemoteView:
             return False
         if mask_b == b"R":
             return True
+        self._uids.clear()
         if mask_b == b"-":
             for key in self._by_member.pop(member, set()):
                 self._forget(key, member)
