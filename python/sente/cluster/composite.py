@@ -106,9 +106,9 @@ class CompositeBackplane:
         here = [uid for uid in uids if self.local.remote(uid, transport)]
         if here:
             self.local.publish_to(transport, here, data)
-        for uid in uids:
-            if self.link.remote(uid, transport):
-                self.link.publish(transport, uid, data)
+        there = [uid for uid in uids if self.link.remote(uid, transport)]
+        if there:
+            self.link.publish_to(transport, there, data)
 
     # ------------------------------------------------------------------ Ajax clients: this node's affair
 

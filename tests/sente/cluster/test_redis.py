@@ -28,9 +28,9 @@ import redis
 
 from sente import edn, metrics
 from sente.cluster.composite import CompositeBackplane
-from sente.cluster.redis import CLOSE, RedisLink, decode_message, encode_message
+from sente.cluster.redis import CLOSE, RedisLink, channel_for, decode_message, encode_message, uid_key
 from sente.edn import Keyword
-from sente.protocol.backplane import LocalBackplane, Transport
+from sente.protocol.backplane import LocalBackplane, Recipients, Transport
 from sente.publisher import Publisher
 from tests.sente.cluster.test_supervisor import EDN, IO_TIMEOUT, Cluster, Conn, cluster, get_once, ws_client
 
@@ -276,6 +276,27 @@ def test_batches_cross_nodes_packed_once_and_skip_their_own_node(redis_server: R
                 a.bp.publish("ws", "bob", f"[[[:t/n {i}]] nil]")
             await wait_until(lambda: len(b.batches) == 100, what="100 batches")
             assert [d for _, _, d in b.batches] == [f"[[[:t/n {i}]] nil]" for i in range(100)]
+
+    asyncio.run(go())
+
+
+def test_a_batch_for_many_uids_is_one_message_per_slot_channel(redis_server: RedisServer) -> None:
+    async def go() -> None:
+        async with nodes(redis_server.url, "a", "b") as (a, b):
+            uids: list[Any] = [f"u{i}" for i in range(300)] + ["with space", 7, Keyword("k/w")]
+            for uid in uids:
+                b.join(uid)
+            await wait_until(lambda: all(a.link.remote(u, "ws") for u in uids), what="presence")
+            a.bp.publish_to("ws", uids, "[[[:t/x 1]] nil]")
+
+            def named() -> list[Any]:
+                return [x for _, u, _ in b.batches for x in (u if isinstance(u, Recipients) else [u])]
+
+            await wait_until(lambda: len(named()) == len(uids), what="every uid named")
+            channels = {channel_for(a.link.prefix, uid_key(u), a.link.slots) for u in uids}
+            assert len(b.batches) == len(channels) < len(uids)  # one message per slot channel, not per uid
+            assert sorted(map(repr, named())) == sorted(map(repr, uids))
+            assert all(t == "ws" and d == "[[[:t/x 1]] nil]" for t, _, d in b.batches)
 
     asyncio.run(go())
 

@@ -53,6 +53,7 @@ from .wire import (
     CLOSE,
     HEADER,
     MAGIC,
+    MANY,
     MASKS,
     SLOTS,
     TRANSPORT_BITS,
@@ -65,8 +66,9 @@ from .wire import (
 )
 
 __all__ = [
-    "BACKOFF_S", "BINARY", "BROADCAST", "CLOSE", "FLUSH_ON_CLOSE_S", "HEADER", "HEARTBEAT_LUA", "HEARTBEAT_S", "MAGIC",
-    "MASKS", "MAX_PRESENCE_OPS", "MAX_QUEUE", "MAX_QUEUE_BYTES", "PIPELINE", "REMOVE_LUA", "RESET_LUA", "SET_LUA",
-    "SLOTS", "SNAPSHOT_LUA", "SWEEP_LUA", "TRANSPORT_BITS", "TTL_S", "OnBatch", "OnUid", "RedisLink", "RedisStats",
-    "channel_for", "decode_message", "default_node_id", "encode_message", "keys", "uid_key",
+    "BACKOFF_S", "BINARY", "BROADCAST", "CLOSE", "FLUSH_ON_CLOSE_S", "HEADER", "HEARTBEAT_LUA", "HEARTBEAT_S",
+    "MAGIC", "MANY", "MASKS", "MAX_PRESENCE_OPS", "MAX_QUEUE", "MAX_QUEUE_BYTES", "PIPELINE", "REMOVE_LUA",
+    "RESET_LUA", "SET_LUA", "SLOTS", "SNAPSHOT_LUA", "SWEEP_LUA", "TRANSPORT_BITS", "TTL_S", "OnBatch", "OnUid",
+    "RedisLink", "RedisStats", "channel_for", "decode_message", "default_node_id", "encode_message", "keys",
+    "uid_key",
 ]

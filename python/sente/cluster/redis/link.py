@@ -16,11 +16,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ... import edn, metrics
-from ...protocol.backplane import Transport, View
+from ...protocol.backplane import Recipients, Transport, View
 from .scripts import HEARTBEAT_LUA, REMOVE_LUA, RESET_LUA, SET_LUA, SNAPSHOT_LUA, SWEEP_LUA
 from .view import RemoteView
 from .wire import (
     CLOSE,
+    MANY,
     MASKS,
     SLOTS,
     TRANSPORT_BITS,
@@ -176,6 +177,24 @@ class RedisLink:
         key = None if uid is None else uid_key(uid)
         self._enqueue(key, encode_message(self._node_b, next(self._seq), MASKS[transport], key, data))
 
+    def publish_to(self, transport: Transport, uids: list[Any], data: str | bytes) -> None:
+        """Queue one packed batch for the other nodes' clients of several uids: one message per slot channel among
+        them (naming its uids), not one per uid."""
+        if not self.active:
+            self.stats.dropped_down += 1
+            return
+        by_channel: dict[str, list[bytes]] = {}
+        for uid in uids:
+            key = uid_key(uid)
+            by_channel.setdefault(channel_for(self.prefix, key, self.slots), []).append(key)
+        for channel, on_channel in by_channel.items():
+            if len(on_channel) == 1:
+                message = encode_message(self._node_b, next(self._seq), MASKS[transport], on_channel[0], data)
+            else:
+                many = b"[" + b" ".join(on_channel) + b"]"
+                message = encode_message(self._node_b, next(self._seq), MASKS[transport] | MANY, many, data)
+            self._enqueue_on(channel, message)
+
     def publish_close(self, uid: Any) -> None:
         """Queue Sente's ``[:chsk/close]`` for ``uid`` to the other nodes (dropped and counted while down)."""
         if not self.active:
@@ -185,7 +204,10 @@ class RedisLink:
         self._enqueue(key, encode_message(self._node_b, next(self._seq), CLOSE, key, b""))
 
     def _enqueue(self, key: bytes | None, message: bytes) -> None:
-        self._queue.append((channel_for(self.prefix, key, self.slots), message))
+        self._enqueue_on(channel_for(self.prefix, key, self.slots), message)
+
+    def _enqueue_on(self, channel: str, message: bytes) -> None:
+        self._queue.append((channel, message))
         self._queue_bytes += len(message)
         while len(self._queue) > self.max_queue or self._queue_bytes > self.max_queue_bytes:
             _, dropped = self._queue.popleft()
@@ -387,7 +409,12 @@ class RedisLink:
             if node == self._node_b or self._on_batch is None:
                 return
             self.stats.received += 1
-            uid = None if key is None else edn.loads(key.decode())
+            if key is None:
+                uid = None
+            elif transports & MANY:
+                uid = Recipients(edn.loads(key.decode()))
+            else:
+                uid = edn.loads(key.decode())
             if transports & CLOSE:
                 if key is not None and key in self._mine and self._on_close_uid is not None:
                     self._on_close_uid(uid)

@@ -21,6 +21,11 @@ A *close* message (flag bit 4, no transport bits, empty batch) is Sente's ``[:ch
 the uid's slot channel: every worker of another node that holds the uid (in its registered presence) closes its
 own connections (``CorePeer.close_uid_here``); the others ignore it. It is not forwarded through shared memory
 (each holder got it already). A node that predates the flag sees no transport bit and ignores it.
+
+A batch for several uids (``publish_to``: a uid-list broadcast, or one batch that several uids' pushes share)
+is one message per slot channel among them, not one per uid: flag bit 5 (*many*) says the uid field is an EDN
+vector of the uids' EDN on that channel (``[k1 k2 ...]``); the receiver delivers to its own clients of any of
+them.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from ...protocol.backplane import Transport
 
 MASKS: dict[str, int] = {"ws": 1, "ajax": 2, "any": 3}
 TRANSPORT_BITS: tuple[tuple[Transport, int], ...] = (("ws", 1), ("ajax", 2))
-BINARY, BROADCAST, CLOSE = 4, 8, 16
+BINARY, BROADCAST, CLOSE, MANY = 4, 8, 16, 32
 MAGIC = b"S\x01"
 HEADER = struct.Struct(">2sBBQI")  # magic, flags, node id length, sender seq, uid EDN length
 SLOTS = 256
@@ -55,7 +60,8 @@ def uid_key(uid: Any) -> bytes:
 
 def encode_message(node: bytes, seq: int, transports: int, uid: bytes | None, data: str | bytes) -> bytes:
     """One message: header, node id, uid EDN, the packed batch (see the module docstring); ``transports`` is
-    a :data:`MASKS` value, or :data:`CLOSE` for a ``[:chsk/close]``."""
+    a :data:`MASKS` value (with :data:`MANY` when ``uid`` is a vector of uids), or :data:`CLOSE` for a
+    ``[:chsk/close]``."""
     flags = transports | (BINARY if isinstance(data, bytes) else 0) | (BROADCAST if uid is None else 0)
     key = b"" if uid is None else uid
     payload = data if isinstance(data, bytes) else data.encode()
@@ -63,8 +69,8 @@ def encode_message(node: bytes, seq: int, transports: int, uid: bytes | None, da
 
 
 def decode_message(message: bytes) -> tuple[bytes, int, int, bytes | None, str | bytes]:
-    """``(node, seq, transports, uid EDN or None, batch)`` (transports with :data:`CLOSE` for a close); ValueError
-    if it is not one of ours."""
+    """``(node, seq, transports, uid EDN or None, batch)`` (transports with :data:`CLOSE` for a close, with
+    :data:`MANY` when the uid field is a vector of uids); ValueError if it is not one of ours."""
     magic, flags, node_len, seq, key_len = HEADER.unpack_from(message)
     if magic != MAGIC:
         raise ValueError("not a sente message")
@@ -72,7 +78,7 @@ def decode_message(message: bytes) -> tuple[bytes, int, int, bytes | None, str |
     node, key = message[i:i + node_len], message[i + node_len:i + node_len + key_len]
     raw = message[i + node_len + key_len:]
     data: str | bytes = raw if flags & BINARY else raw.decode()
-    return node, seq, flags & (3 | CLOSE), None if flags & BROADCAST else key, data
+    return node, seq, flags & (3 | CLOSE | MANY), None if flags & BROADCAST else key, data
 
 
 def default_node_id(hint: str | None = None) -> str:
