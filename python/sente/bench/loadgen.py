@@ -290,7 +290,7 @@ class Worker:
             loop.remove_reader(self.conn.fileno())
             for client in self.clients:
                 if client.transport is not None and not client.gone:
-                    client.transport.send_close()
+                    client.transport.send_close(picows.WSCloseCode.OK)  # picows's default, 1005, must not be sent
                     client.transport.disconnect()
             await asyncio.sleep(0.2)
 

@@ -81,6 +81,7 @@ class EchoHandler:
         self.conns: list[WsConnection] = []
         self.messages: list[str | bytes] = []
         self.closed: list[int | None] = []
+        self.failed: list[str | None] = []  # each closed connection's ``failed``
 
     def ws_accept(self, request: UpgradeRequest) -> HttpResponse | None:
         self.requests.append(request)
@@ -102,6 +103,7 @@ class EchoHandler:
 
     def ws_closed(self, conn: WsConnection, code: int | None) -> None:
         self.closed.append(code)
+        self.failed.append(conn.failed)
         self.conns.remove(conn)
 
 
@@ -499,6 +501,16 @@ def test_client_close_handshake_reports_code() -> None:
             raw.send_frame(0x8, b"")  # no status code
             assert await raw.recv_close() == 1000
             await wait_until(lambda: handler.closed == [1000, 3000, 1005])
+            assert handler.failed == [None, None, None]  # valid closes, whatever their code
+
+            for frame, code in ((struct.pack("!H", 2999), 1002),  # unassigned: must not be sent
+                                (struct.pack("!H", 1005), 1002),  # reserved: must not be sent
+                                (struct.pack("!H", 1000) + b"\xff", 1007)):  # a reason that is not UTF-8
+                raw = await RawClient.connect(port)
+                raw.send_frame(0x8, frame)
+                assert await raw.recv_close() == code  # picows checks close frames before we see them
+            await wait_until(lambda: len(handler.closed) == 6)
+            assert handler.failed[3:] == ["malformed frame (closed 1002)"] * 2 + ["malformed frame (closed 1007)"]
 
     run(main)
 
