@@ -24,6 +24,7 @@ from sente.cluster.backplane import (
     client_key,
     read_long_uid,
     registry_key,
+    remove_long_uids,
     uid_key,
 )
 from sente.server import ChannelSocketServer
@@ -37,6 +38,7 @@ def segment() -> Iterator[str]:
     try:
         yield name
     finally:
+        remove_long_uids(state.path)  # as the supervisor does when the broker stops
         state.close()
         state.unlink()
 
