@@ -215,7 +215,10 @@ class WsConnection(WSListener):
                 # Peer-initiated: echo its code (RFC 6455 §5.5.1), or fail with 1002 (a code an endpoint must not
                 # send, a 1-byte body) or 1007 (a reason that is not UTF-8); then the server drops TCP first.
                 self._closing = True
-                transport.send_close(WSCloseCode(_close_reply(frame)))
+                reply, problem = _close_reply(frame)
+                if problem is not None:  # a valid code of the peer's own (1003, 3000-4999...) is not a failure
+                    self.failed = f"invalid close frame ({problem})"
+                transport.send_close(WSCloseCode(reply))
             transport.disconnect()
         elif t is _PING and not self._closing:
             transport.send_pong(frame.get_payload_as_bytes())
@@ -255,8 +258,20 @@ def _socket_fd(raw: asyncio.Transport) -> int:
     return int(sock.fileno())
 
 
-def _close_reply(frame: WSFrame) -> int:
-    """The code to answer a peer's close frame with: its own (none: 1000). picows has checked the frame by then (RFC
-    6455 §7.4 codes, a UTF-8 reason): a bad one never gets here, picows answers it with 1002 or 1007 itself."""
-    return 1000 if frame.payload_size == 0 else int.from_bytes(frame.get_payload_as_bytes()[:2], "big")
-
+def _close_reply(frame: WSFrame) -> tuple[int, str | None]:
+    """The code to answer a peer's close frame with, and what is wrong with the frame: its own code when valid (none:
+    1000) and None, else 1002 or 1007 and the reason. (picows refuses some bad frames itself and answers them 1002
+    or 1007, e.g. code 2999 or a reason that is not UTF-8; 1006 and 5000, for instance, reach us.)"""
+    if frame.payload_size == 0:
+        return 1000, None
+    if frame.payload_size == 1:
+        return 1002, "a 1-byte close payload"
+    code = int.from_bytes(frame.get_payload_as_bytes()[:2], "big")
+    if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+        # 1004-1006 and 1015 must not be sent; below 1000, 1016-2999 and 5000+ are not assigned
+        return 1002, f"close code {code}"
+    try:
+        frame.get_payload_as_bytes()[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        return 1007, "a close reason that is not UTF-8"
+    return code, None

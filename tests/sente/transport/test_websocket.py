@@ -503,14 +503,17 @@ def test_client_close_handshake_reports_code() -> None:
             await wait_until(lambda: handler.closed == [1000, 3000, 1005])
             assert handler.failed == [None, None, None]  # valid closes, whatever their code
 
-            for frame, code in ((struct.pack("!H", 2999), 1002),  # unassigned: must not be sent
-                                (struct.pack("!H", 1005), 1002),  # reserved: must not be sent
-                                (struct.pack("!H", 1000) + b"\xff", 1007)):  # a reason that is not UTF-8
+            for frame, code in ((struct.pack("!H", 2999), 1002),  # unassigned: picows refuses it
+                                (struct.pack("!H", 1000) + b"\xff", 1007),  # a reason that is not UTF-8: picows too
+                                (struct.pack("!H", 1006), 1002),  # must not be sent: we refuse it
+                                (struct.pack("!H", 5000), 1002)):  # unassigned: we refuse it
                 raw = await RawClient.connect(port)
                 raw.send_frame(0x8, frame)
-                assert await raw.recv_close() == code  # picows checks close frames before we see them
-            await wait_until(lambda: len(handler.closed) == 6)
-            assert handler.failed[3:] == ["malformed frame (closed 1002)"] * 2 + ["malformed frame (closed 1007)"]
+                assert await raw.recv_close() == code
+            await wait_until(lambda: len(handler.closed) == 7)
+            assert sorted(map(str, handler.failed[3:])) == [  # in the order the connections went
+                "invalid close frame (close code 1006)", "invalid close frame (close code 5000)",
+                "malformed frame (closed 1002)", "malformed frame (closed 1007)"]
 
     run(main)
 
